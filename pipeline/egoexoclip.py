@@ -1,0 +1,284 @@
+"""Ego-ExoClip build: an Ego-Exo4D download -> synchronized (narration, ego clip, exo clip) WebDataset shards.
+
+    python -m pipeline.egoexoclip --root /data/egoexo4d --out /data/egoexoclip [beam options]
+
+Unknown arguments are Beam pipeline options (e.g. --direct_num_workers=2, --runner=..., --temp_location=...).
+`build_pipeline()` only wires labelled steps; the work happens in pipeline.transforms and the pure modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import transforms as T
+from pipeline.clips import ClipFormat
+from pipeline.finalize import finalize
+from pipeline.release import RESOLUTIONS, NarrationFilters
+from pipeline.windows import WINDOW_RULES, FrameOffsets, WindowRule
+from pipeline.writer import OutputFormat, read_json
+
+DEFAULT_OFFSETS = Path(__file__).resolve().parent / "data" / "frame_offsets.csv"
+# Rough encoded bytes per source frame, used only to bound shard sizes before any clip exists (see README).
+BYTES_PER_FRAME = {"mp4": 3_000, "frames": 25_000}
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    root: str
+    out: str
+    splits: tuple[str, ...] = ("train", "val")
+    resolution: str = "448"
+    filters: NarrationFilters = field(default_factory=NarrationFilters)
+    rule: WindowRule = field(default_factory=WindowRule)
+    output: OutputFormat = field(default_factory=OutputFormat)
+    offsets_csv: str = str(DEFAULT_OFFSETS)
+    max_samples_per_shard: int = 1000
+    max_shard_bytes: int = 1_000_000_000
+    probe_timeout_s: float = 600.0
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if self.resolution not in RESOLUTIONS:
+            raise ValueError(f"BuildConfig.resolution={self.resolution!r}: expected one of {RESOLUTIONS}")
+        if not self.splits:
+            raise ValueError("BuildConfig.splits=(): select at least one split")
+        if self.max_samples_per_shard < 1:
+            raise ValueError(f"BuildConfig.max_samples_per_shard={self.max_samples_per_shard}: must be >= 1")
+        if self.max_shard_bytes < 1:
+            raise ValueError(f"BuildConfig.max_shard_bytes={self.max_shard_bytes}: must be >= 1")
+
+    def load_offsets(self) -> FrameOffsets:
+        with FileSystems.open(self.offsets_csv, compression_type="uncompressed") as f:
+            return FrameOffsets.from_csv_text(f.read().decode(), self.offsets_csv)
+
+    def content_options(self) -> dict:
+        return {
+            "resolution": self.resolution,
+            "window_rule": asdict(self.rule),
+            "filters": asdict(self.filters),
+            **self.output.content_options(),
+        }
+
+
+def build_pipeline(p: beam.Pipeline, cfg: BuildConfig) -> None:
+    root = cfg.root.rstrip("/")
+    fmt = cfg.output
+    offsets = cfg.load_offsets()  # small table: serialised with the DoFn, not shared memory
+
+    splits = (
+        p
+        | "SplitsPath" >> beam.Create([f"{root}/annotations/splits.json"])
+        | "ReadSplits" >> beam.ParDo(T.ReadSplitsFn()).with_outputs(T.FAILURES, main="splits")
+    )
+    takes = (
+        p
+        | "TakesPath" >> beam.Create([f"{root}/takes.json"])
+        | "ReadTakes" >> beam.ParDo(T.ReadTakeRecordsFn()).with_outputs(T.FAILURES, main="records")
+    )
+    parsed = (
+        takes.records
+        | "SpreadTakes" >> beam.Reshuffle()
+        | "ParseTakes"
+        >> beam.ParDo(
+            T.ParseTakeFn(root, cfg.resolution, cfg.splits), split_of=beam.pvalue.AsDict(splits.splits)
+        ).with_outputs(T.FAILURES, T.EXCLUDED, main="takes")
+    )
+    probed = parsed.takes | "ProbeViews" >> beam.ParDo(T.ProbeViewsFn(cfg.probe_timeout_s)).with_outputs(
+        T.FAILURES, T.EXCLUDED, main="takes"
+    )
+    descriptions = (
+        p
+        | "DescriptionPaths"
+        >> beam.Create(
+            [(f"{root}/annotations/atomic_descriptions_{s}.json", s) for s in cfg.splits if s != "test"]
+        )
+        | "ReadDescriptions" >> beam.ParDo(T.ReadDescriptionsFn()).with_outputs(T.FAILURES, main="passes")
+    )
+    narrations = (
+        descriptions.passes
+        | "SpreadDescriptions" >> beam.Reshuffle()
+        | "ParseDescriptions"
+        >> beam.ParDo(T.ParseDescriptionsFn(cfg.filters)).with_outputs(
+            T.FAILURES, T.COUNTS, main="narrations"
+        )
+    )
+    excluded = (parsed[T.EXCLUDED], probed[T.EXCLUDED]) | "AllExcluded" >> beam.Flatten()
+    joined = (
+        {"take": probed.takes, "excluded": excluded, "narrations": narrations.narrations}
+        | "GroupByTake" >> beam.CoGroupByKey()
+        | "JoinNarrations" >> beam.ParDo(T.JoinNarrationsFn()).with_outputs(T.FAILURES, main="bundles")
+    )
+    alpha = (
+        joined.bundles
+        | "Betas" >> beam.Map(lambda kv: kv[1][3])
+        | "Alpha" >> beam.CombineGlobally(T.AlphaFn())
+    )
+    planned = joined.bundles | "PlanWindows" >> beam.ParDo(
+        T.PlanTakeFn(cfg.rule, offsets), alpha=beam.pvalue.AsSingleton(alpha)
+    ).with_outputs(T.FAILURES, main="plans")
+    assignments = (
+        planned.plans
+        | "Summaries"
+        >> beam.Map(lambda kv: T.plan_summary(kv[1], fmt.layout, BYTES_PER_FRAME[fmt.clip.kind]))
+        | "GroupBySplit" >> beam.GroupByKey()
+        | "AssignShards"
+        >> beam.ParDo(
+            T.AssignShardsFn(
+                fmt.layout, cfg.max_samples_per_shard, cfg.max_shard_bytes, BYTES_PER_FRAME[fmt.clip.kind]
+            )
+        )
+    )
+    shard_plans = (
+        {"plan": planned.plans, "shard": assignments}
+        | "JoinAssignments" >> beam.CoGroupByKey()
+        | "KeyByShard" >> beam.Map(lambda kv: (kv[1]["shard"][0][0], (kv[1]["shard"][0], kv[1]["plan"][0])))
+        | "GroupByShard" >> beam.GroupByKey()
+        | "MakeShardPlans" >> beam.ParDo(T.MakeShardPlanFn(cfg.content_options()))
+    )
+    checked = shard_plans | "CheckShards" >> beam.ParDo(T.CheckShardFn(cfg.out, cfg.overwrite)).with_outputs(
+        "complete", main="todo"
+    )
+    written = (
+        checked.todo
+        | "SpreadShards" >> beam.Reshuffle()
+        | "WriteShards" >> beam.ParDo(T.WriteShardFn(cfg.out, fmt))
+    )
+    failures = (
+        splits[T.FAILURES],
+        takes[T.FAILURES],
+        parsed[T.FAILURES],
+        probed[T.FAILURES],
+        descriptions[T.FAILURES],
+        narrations[T.FAILURES],
+        joined[T.FAILURES],
+        planned[T.FAILURES],
+    ) | "AllFailures" >> beam.Flatten()
+    planned_names = shard_plans | "ShardNames" >> beam.Map(lambda s: (s.name, s.split))
+    _ = (
+        p
+        | "FinalizeTrigger" >> beam.Create([None])
+        | "Finalize"
+        >> beam.Map(
+            lambda _, planned, done, failures, inputs, alpha: finalize(
+                cfg.out, planned, failures, inputs, alpha, cfg.content_options()
+            ),
+            planned=beam.pvalue.AsList(planned_names),
+            done=beam.pvalue.AsList(written),  # waits for every shard write
+            failures=beam.pvalue.AsList(failures),
+            inputs=beam.pvalue.AsList(narrations[T.COUNTS]),
+            alpha=beam.pvalue.AsSingleton(alpha),
+        )
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[BuildConfig, list[str], argparse.Namespace]:
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.egoexoclip",
+        description="Build Ego-ExoClip WebDataset shards from an Ego-Exo4D download. "
+        "Arguments not listed here are passed to Apache Beam (e.g. --direct_num_workers=2).",
+    )
+    ap.add_argument("--root", required=True, help="Ego-Exo4D download root (local path, gs://, s3://)")
+    ap.add_argument("--out", required=True, help="output directory (local path, gs://, s3://)")
+    ap.add_argument(
+        "--splits", default="train,val", help="comma-separated splits to build (default train,val)"
+    )
+    ap.add_argument(
+        "--resolution", choices=RESOLUTIONS, default="448", help="448 (downscaled copies) or full"
+    )
+    ap.add_argument(
+        "--layout",
+        choices=("pairs", "moments"),
+        default="pairs",
+        help="pairs: one sample per (narration, exo view); moments: one sample per narration, all views",
+    )
+    ap.add_argument("--frames", type=int, default=0, help="write N JPEG frames per view instead of mp4 clips")
+    ap.add_argument("--size", type=int, default=336, help="short side of JPEG frames (with --frames)")
+    ap.add_argument("--preset", default="veryfast", help="x264 preset of mp4 clips")
+    ap.add_argument("--crf", type=int, default=23, help="x264 CRF of mp4 clips")
+    ap.add_argument("--window", choices=WINDOW_RULES, default="egoclip", help="window rule")
+    ap.add_argument("--window-length", type=float, default=1.0, help="window length in s (--window fixed)")
+    ap.add_argument("--skip-unsure", action="store_true", help="drop descriptions marked unsure")
+    ap.add_argument(
+        "--require-ego-visible", action="store_true", help="drop descriptions with ego_visible false"
+    )
+    ap.add_argument(
+        "--frame-offsets", default=str(DEFAULT_OFFSETS), help="CSV take_name,cam_id,offset_frames"
+    )
+    ap.add_argument("--max-samples-per-shard", type=int, default=1000)
+    ap.add_argument("--max-shard-bytes", type=int, default=1_000_000_000, help="estimated bound (see README)")
+    ap.add_argument("--decode-threads", type=int, default=1, help="views of one take decoded concurrently")
+    ap.add_argument("--decode-timeout", type=float, default=1800.0, help="seconds before a decode is killed")
+    ap.add_argument("--overwrite", action="store_true", help="rebuild every shard, even complete ones")
+    args, beam_args = ap.parse_known_args(argv)
+    try:
+        clip = ClipFormat(
+            kind="frames" if args.frames else "mp4",
+            preset=args.preset,
+            crf=args.crf,
+            n_frames=args.frames or 16,
+            size=args.size,
+        )
+        cfg = BuildConfig(
+            root=args.root,
+            out=args.out,
+            splits=tuple(s for s in args.splits.split(",") if s),
+            resolution=args.resolution,
+            filters=NarrationFilters(args.skip_unsure, args.require_ego_visible),
+            rule=WindowRule(args.window, args.window_length),
+            output=OutputFormat(args.layout, clip, args.decode_timeout, args.decode_threads),
+            offsets_csv=args.frame_offsets,
+            max_samples_per_shard=args.max_samples_per_shard,
+            max_shard_bytes=args.max_shard_bytes,
+            overwrite=args.overwrite,
+        )
+    except ValueError as err:
+        ap.error(str(err))
+    return cfg, beam_args, args
+
+
+def run(cfg: BuildConfig, beam_args: list[str] | None = None) -> dict:
+    """Build and return the dataset stats (also written to OUT/stats.json)."""
+    FileSystems.mkdirs(cfg.out) if not FileSystems.exists(cfg.out) else None
+    options = PipelineOptions(beam_args or [], save_main_session=False)
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, cfg)
+    return read_json(FileSystems.join(cfg.out, "stats.json"))
+
+
+def summary(stats: dict, seconds: float) -> str:
+    n = stats["narrations"]
+    lines = [
+        f"Ego-ExoClip build finished in {seconds:.1f}s",
+        f"  samples {stats['samples']}  pairs {stats['pairs']}  narrations in shards {n['in_shards']} of {n['input']}"
+        f" (dropped {n['dropped']}, unaccounted {n['unaccounted']})",
+    ]
+    for split, d in stats["splits"].items():
+        lines.append(
+            f"  {split}: {d['takes']} takes, {d['shards']} shards, {d['samples']} samples, {d['bytes']} bytes"
+        )
+    for reason, count in stats["failures_by_scope_and_reason"].items():
+        lines.append(f"  failed {reason}: {count}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    cfg, beam_args, _ = parse_args(argv)
+    started = time.monotonic()
+    stats = run(cfg, beam_args)
+    print(summary(stats, time.monotonic() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

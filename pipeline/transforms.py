@@ -1,0 +1,326 @@
+"""The Beam steps of the Ego-ExoClip build: DoFns that call the pure modules, and composites that wire them.
+
+Failures leave every step as a tagged output (FAILURES) of `plan.Failure` records, counted with Metrics and
+collected into the dataset's error output. Workers read inputs through Beam's filesystem layer themselves:
+no step depends on the driver's memory or disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from pipeline import release, shards
+from pipeline.clips import ExtractionError, probe_video
+from pipeline.plan import Failure, ShardPlan, TakePlan, VideoMeta, fingerprint, plan_take
+from pipeline.windows import FrameOffsets, WindowRule, take_beta
+from pipeline.writer import SHARD_PREFIX, OutputFormat, build_shard, default_tmp_root, shard_is_complete
+
+LOG = logging.getLogger(__name__)
+FAILURES = "failures"
+EXCLUDED = "excluded"
+COUNTS = "counts"
+
+
+def _load_json(path: str):
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def _failure(reason: str, scope: str, **kw) -> TaggedOutput:
+    Metrics.counter("egoexoclip", f"failed[{scope}]: {reason}").inc()
+    return TaggedOutput(FAILURES, Failure(reason, scope, **kw))
+
+
+def _file_failure(path: str, err: Exception) -> TaggedOutput:
+    reason = "missing file" if isinstance(err, FileNotFoundError | OSError) else "invalid json"
+    return _failure(reason, "file", file=path, detail=str(err)[:300])
+
+
+class ReadSplitsFn(beam.DoFn):
+    """annotations/splits.json -> (take_uid, split)."""
+
+    def process(self, path: str):
+        try:
+            splits = release.parse_splits(_load_json(path))
+        except release.RecordError as err:
+            yield _failure(err.reason, "file", file=path, detail=err.detail)
+            return
+        except Exception as err:
+            yield _file_failure(path, err)
+            return
+        yield from sorted(splits.items())
+
+
+class ReadTakeRecordsFn(beam.DoFn):
+    """takes.json -> (index, record) per take."""
+
+    def process(self, path: str):
+        try:
+            doc = _load_json(path)
+        except Exception as err:
+            yield _file_failure(path, err)
+            return
+        if not isinstance(doc, list):
+            yield _failure("schema violation", "file", file=path, detail="takes.json is not a list")
+            return
+        yield from enumerate(doc)
+
+
+class ParseTakeFn(beam.DoFn):
+    """(index, record) -> (take_uid, Take); invalid records and excluded takes tagged with their reason."""
+
+    def __init__(self, root: str, resolution: str, splits: tuple[str, ...]):
+        self.root, self.resolution, self.splits = root, resolution, splits
+
+    def process(self, item, split_of: dict):
+        index, record = item
+        uid = record.get("take_uid", "") if isinstance(record, dict) else ""
+        name = record.get("take_name", "") if isinstance(record, dict) else ""
+        where = dict(take_uid=str(uid), take_name=str(name), file="takes.json")
+        try:
+            take = release.parse_take(record, self.root, split_of, self.resolution)
+        except release.RecordError as err:
+            yield _failure(
+                err.reason,
+                "record",
+                split=split_of.get(uid, ""),
+                detail=f"takes.json[{index}]: {err.detail}",
+                **where,
+            )
+            if uid:
+                yield TaggedOutput(EXCLUDED, (uid, f"invalid take record: {err.reason}"))
+            return
+        for _cam_id, why in take.skipped_cameras:
+            Metrics.counter("egoexoclip", f"cameras skipped: {why}").inc()
+        excluded = release.take_exclusion(record, take, self.splits)
+        if excluded:
+            yield _failure(excluded, "take", split=take.split, **where)
+            yield TaggedOutput(EXCLUDED, (take.take_uid, excluded))
+            return
+        yield take.take_uid, take
+
+
+class ProbeViewsFn(beam.DoFn):
+    """Reads frame count, fps and size of every view from its file; unusable views are failures."""
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = timeout_s
+
+    def process(self, item):
+        uid, take = item
+        videos: dict[str, VideoMeta] = {}
+        for view in take.views:
+            try:
+                info = probe_video(view.path, timeout_s=self.timeout_s)
+                videos[view.cam_id] = VideoMeta(info.n_frames, info.fps, info.width, info.height)
+            except ExtractionError as err:
+                yield _failure(
+                    err.reason,
+                    "view",
+                    split=take.split,
+                    take_uid=uid,
+                    take_name=take.take_name,
+                    cam_id=view.cam_id,
+                    file=view.path,
+                    detail=err.detail[-300:],
+                )
+        if take.ego.cam_id not in videos:
+            reason = "no usable ego video"
+        elif len(videos) < 2:
+            reason = "no usable exo video"
+        else:
+            yield uid, (take, videos)
+            return
+        yield _failure(reason, "take", split=take.split, take_uid=uid, take_name=take.take_name)
+        yield TaggedOutput(EXCLUDED, (uid, reason))
+
+
+class ReadDescriptionsFn(beam.DoFn):
+    """(path, split) of atomic_descriptions_<split>.json -> (take_uid, (split, annotator passes))."""
+
+    def process(self, item):
+        path, split = item
+        try:
+            doc = _load_json(path)
+            release.validate(
+                {"annotations": {}} if not isinstance(doc, dict) else {**doc, "annotations": {}},
+                "atomic_descriptions.schema.json",
+            )
+        except release.RecordError as err:
+            yield _failure(err.reason, "file", split=split, file=path, detail=err.detail)
+            return
+        except Exception as err:
+            yield _file_failure(path, err)
+            return
+        annotations = doc.get("annotations")
+        if not isinstance(annotations, dict):
+            yield _failure("schema violation", "file", split=split, file=path, detail="no annotations object")
+            return
+        for uid in sorted(annotations):
+            yield uid, (split, annotations[uid])
+
+
+class ParseDescriptionsFn(beam.DoFn):
+    """One take's passes -> (take_uid, Narration); every description not kept is a failure with its reason."""
+
+    def __init__(self, filters: release.NarrationFilters):
+        self.filters = filters
+
+    def process(self, item):
+        uid, (split, passes) = item
+        parsed = release.parse_take_descriptions(uid, passes, split, self.filters)
+        n_in = len(parsed.narrations) + len(parsed.dropped)
+        Metrics.counter("egoexoclip", "narrations read").inc(n_in)
+        yield TaggedOutput(COUNTS, (split, n_in))
+        for take_uid, source_id, reason, detail in parsed.dropped:
+            yield _failure(
+                reason, "narration", split=split, take_uid=take_uid, narration=source_id, detail=detail
+            )
+        for n in parsed.narrations:
+            yield uid, n
+
+
+class JoinNarrationsFn(beam.DoFn):
+    """Per take: (probed take, its narrations) -> a bundle; narrations of absent or excluded takes fail."""
+
+    def process(self, item):
+        uid, groups = item
+        narrations = sorted(groups["narrations"], key=lambda n: (n.annotation_uid, n.desc_index))
+        probed = list(groups["take"])
+        if probed and narrations:
+            (take, videos), beta = probed[0], take_beta(n.timestamp for n in narrations)
+            yield uid, (take, videos, narrations, beta)
+            return
+        if probed:
+            return  # a take without descriptions: nothing to build, nothing lost
+        excluded = sorted(groups["excluded"])
+        reason = excluded[0] if excluded else "take not in takes.json"
+        for n in narrations:
+            yield _failure(reason, "narration", split=n.split, take_uid=uid, narration=n.source_id)
+
+
+class AlphaFn(beam.CombineFn):
+    """alpha = mean over takes of beta (takes with fewer than two narrations have no beta)."""
+
+    def create_accumulator(self):
+        return 0.0, 0
+
+    def add_input(self, acc, beta):
+        return (acc[0] + beta, acc[1] + 1) if beta is not None else acc
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        return sum(a[0] for a in accs), sum(a[1] for a in accs)
+
+    def extract_output(self, acc):
+        return acc[0] / acc[1] if acc[1] else 1.0
+
+
+class PlanTakeFn(beam.DoFn):
+    def __init__(self, rule: WindowRule, offsets: FrameOffsets):
+        self.rule, self.offsets = rule, offsets
+
+    def process(self, item, alpha: float):
+        uid, (take, videos, narrations, beta) = item
+        plan, failures = plan_take(take, videos, narrations, alpha, beta, self.rule, self.offsets)
+        for f in failures:
+            yield _failure(
+                f.reason, f.scope, **{k: v for k, v in f.to_dict().items() if k not in ("reason", "scope")}
+            )
+        if plan.narrations:
+            yield uid, plan
+
+
+class AssignShardsFn(beam.DoFn):
+    """All takes of one split, in name order -> (take_uid, shard name); a take never spans two shards."""
+
+    def __init__(self, layout: str, max_samples: int, max_bytes: int, bytes_per_frame: int):
+        self.layout, self.max_samples, self.max_bytes, self.bpf = (
+            layout,
+            max_samples,
+            max_bytes,
+            bytes_per_frame,
+        )
+
+    def process(self, item):
+        split, takes = item
+        takes = sorted(takes)  # (take_name, take_uid, n_samples, est_bytes)
+        groups = [(uid, [(f"{uid}#{i}", est // max(n, 1)) for i in range(n)]) for _, uid, n, est in takes]
+        for index, uids in enumerate(shards.plan_shards_grouped(groups, self.max_samples, self.max_bytes)):
+            name = shards.shard_name(SHARD_PREFIX, split, index).removesuffix(".tar")
+            for uid in uids:
+                yield uid, (name, split, index)
+
+
+class MakeShardPlanFn(beam.DoFn):
+    def __init__(self, content_options: dict):
+        self.content_options = content_options
+
+    def process(self, item):
+        name, entries = item
+        entries = sorted(entries, key=lambda e: e[1].take.take_name)
+        (_, split, index), _ = entries[0]
+        takes = [plan for _, plan in entries]
+        yield ShardPlan(name, split, index, tuple(takes), fingerprint(self.content_options, takes))
+
+
+class CheckShardFn(beam.DoFn):
+    """Resume: shards whose commit marker matches the plan are skipped (tagged 'complete')."""
+
+    def __init__(self, out: str, overwrite: bool):
+        self.out, self.overwrite = out, overwrite
+
+    def process(self, plan: ShardPlan):
+        if not self.overwrite and shard_is_complete(self.out, plan):
+            Metrics.counter("egoexoclip", "shards already complete").inc()
+            yield TaggedOutput("complete", plan.name)
+        else:
+            yield plan
+
+
+class WriteShardFn(beam.DoFn):
+    """Extracts every clip of the shard (one decode per view) and writes it; logs progress per take."""
+
+    def __init__(self, out: str, fmt: OutputFormat):
+        self.out, self.fmt = out, fmt
+        self.clips = Metrics.counter("egoexoclip", "clips extracted")
+        self.takes = Metrics.counter("egoexoclip", "takes extracted")
+        self.samples = Metrics.counter("egoexoclip", "samples written")
+
+    def setup(self):
+        self.tmp_root = default_tmp_root()  # this worker's own disk
+        self.started, self.n_clips = time.monotonic(), 0
+
+    def _on_take(self, take_name: str, n_clips: int, seconds: float):
+        self.clips.inc(n_clips)
+        self.takes.inc()
+        self.n_clips += n_clips
+        rate = self.n_clips / max(time.monotonic() - self.started, 1e-9)
+        LOG.info(
+            "take %s: %d clips in %.1fs; this worker %d clips, %.1f clips/s",
+            take_name,
+            n_clips,
+            seconds,
+            self.n_clips,
+            rate,
+        )
+
+    def process(self, plan: ShardPlan):
+        stats = build_shard(plan, self.out, self.fmt, tmp_root=self.tmp_root, on_take=self._on_take)
+        self.samples.inc(stats["n_samples"])
+        LOG.info(
+            "shard %s written: %d samples, %d bytes", stats["shard"], stats["n_samples"], stats["tar_bytes"]
+        )
+        yield plan.name
+
+
+def plan_summary(plan: TakePlan, layout: str, bytes_per_frame: int):
+    t = plan.take
+    return t.split, (t.take_name, t.take_uid, plan.n_samples(layout), plan.estimated_bytes(bytes_per_frame))
