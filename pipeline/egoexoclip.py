@@ -108,12 +108,17 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig) -> None:
         | "SpreadDescriptions" >> beam.Reshuffle()
         | "ParseDescriptions"
         >> beam.ParDo(T.ParseDescriptionsFn(cfg.filters)).with_outputs(
-            T.FAILURES, T.COUNTS, main="narrations"
+            T.FAILURES, T.COUNTS, T.DROPPED, main="narrations"
         )
     )
     excluded = (parsed[T.EXCLUDED], probed[T.EXCLUDED]) | "AllExcluded" >> beam.Flatten()
     joined = (
-        {"take": probed.takes, "excluded": excluded, "narrations": narrations.narrations}
+        {
+            "take": probed.takes,
+            "excluded": excluded,
+            "narrations": narrations.narrations,
+            "dropped": narrations[T.DROPPED],
+        }
         | "GroupByTake" >> beam.CoGroupByKey()
         | "JoinNarrations" >> beam.ParDo(T.JoinNarrationsFn()).with_outputs(T.FAILURES, main="bundles")
     )
@@ -245,8 +250,26 @@ def parse_args(argv: list[str] | None = None) -> tuple[BuildConfig, list[str], a
     return cfg, beam_args, args
 
 
+class ReleaseLayoutError(FileNotFoundError):
+    """The root does not look like an Ego-Exo4D download: nothing can be built from it."""
+
+
+def check_release(cfg: BuildConfig) -> None:
+    """Fail before starting any job when the files every take depends on are absent."""
+    root = cfg.root.rstrip("/")
+    for rel in ("takes.json", "annotations/splits.json"):
+        if not FileSystems.exists(f"{root}/{rel}"):
+            raise ReleaseLayoutError(
+                f"{root}/{rel} not found: --root must be an Ego-Exo4D download "
+                "(egoexo -o <root> --parts metadata annotations downscaled_takes/448)"
+            )
+    if not FileSystems.exists(cfg.offsets_csv):
+        raise ReleaseLayoutError(f"frame offset table {cfg.offsets_csv} not found")
+
+
 def run(cfg: BuildConfig, beam_args: list[str] | None = None) -> dict:
     """Build and return the dataset stats (also written to OUT/stats.json)."""
+    check_release(cfg)
     FileSystems.mkdirs(cfg.out) if not FileSystems.exists(cfg.out) else None
     options = PipelineOptions(beam_args or [], save_main_session=False)
     with beam.Pipeline(options=options) as p:
@@ -275,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     cfg, beam_args, _ = parse_args(argv)
     started = time.monotonic()
-    stats = run(cfg, beam_args)
+    try:
+        stats = run(cfg, beam_args)
+    except ReleaseLayoutError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(summary(stats, time.monotonic() - started))
     return 0
 

@@ -104,7 +104,16 @@ def finalize(
 def dataset_stats(
     manifest: pa.Table, shard_stats: list[dict], failures: list[dict], inputs, alpha: float, options: dict
 ) -> dict:
-    columns = ["split", "scenario", "take_uid", "narration_index", "window_start", "window_end", "exo_cam", "exo_cams"]
+    columns = [
+        "split",
+        "scenario",
+        "take_uid",
+        "narration_index",
+        "window_start",
+        "window_end",
+        "exo_cam",
+        "exo_cams",
+    ]
     rows = manifest.select(columns).to_pylist()
     # a pairs sample holds one pair; a moments sample (exo_cam null) holds one pair per exo view
     n_pairs = sum(1 if r["exo_cam"] is not None else len(r["exo_cams"]) for r in rows)

@@ -26,6 +26,7 @@ LOG = logging.getLogger(__name__)
 FAILURES = "failures"
 EXCLUDED = "excluded"
 COUNTS = "counts"
+DROPPED = "dropped"
 
 
 def _load_json(path: str):
@@ -95,14 +96,14 @@ class ParseTakeFn(beam.DoFn):
                 **where,
             )
             if uid:
-                yield TaggedOutput(EXCLUDED, (uid, f"invalid take record: {err.reason}"))
+                yield TaggedOutput(EXCLUDED, (uid, (f"invalid take record: {err.reason}", str(name))))
             return
         for _cam_id, why in take.skipped_cameras:
             Metrics.counter("egoexoclip", f"cameras skipped: {why}").inc()
         excluded = release.take_exclusion(record, take, self.splits)
         if excluded:
             yield _failure(excluded, "take", split=take.split, **where)
-            yield TaggedOutput(EXCLUDED, (take.take_uid, excluded))
+            yield TaggedOutput(EXCLUDED, (take.take_uid, (excluded, take.take_name)))
             return
         yield take.take_uid, take
 
@@ -139,7 +140,7 @@ class ProbeViewsFn(beam.DoFn):
             yield uid, (take, videos)
             return
         yield _failure(reason, "take", split=take.split, take_uid=uid, take_name=take.take_name)
-        yield TaggedOutput(EXCLUDED, (uid, reason))
+        yield TaggedOutput(EXCLUDED, (uid, (reason, take.take_name)))
 
 
 class ReadDescriptionsFn(beam.DoFn):
@@ -180,30 +181,40 @@ class ParseDescriptionsFn(beam.DoFn):
         Metrics.counter("egoexoclip", "narrations read").inc(n_in)
         yield TaggedOutput(COUNTS, (split, n_in))
         for take_uid, source_id, reason, detail in parsed.dropped:
-            yield _failure(
-                reason, "narration", split=split, take_uid=take_uid, narration=source_id, detail=detail
-            )
+            # joined with its take first, so that the error record can name the take
+            dropped = Failure(reason, "narration", split, take_uid, narration=source_id, detail=detail)
+            yield TaggedOutput(DROPPED, (uid, dropped))
         for n in parsed.narrations:
             yield uid, n
 
 
 class JoinNarrationsFn(beam.DoFn):
-    """Per take: (probed take, its narrations) -> a bundle; narrations of absent or excluded takes fail."""
+    """Per take: (probed take, its narrations) -> a bundle; narrations of absent or excluded takes fail.
+
+    Descriptions dropped while parsing arrive here too, so that their error records name the take."""
 
     def process(self, item):
         uid, groups = item
         narrations = sorted(groups["narrations"], key=lambda n: (n.annotation_uid, n.desc_index))
         probed = list(groups["take"])
-        if probed and narrations:
-            (take, videos), beta = probed[0], take_beta(n.timestamp for n in narrations)
-            yield uid, (take, videos, narrations, beta)
-            return
-        if probed:
-            return  # a take without descriptions: nothing to build, nothing lost
         excluded = sorted(groups["excluded"])
-        reason = excluded[0] if excluded else "take not in takes.json"
+        name = probed[0][0].take_name if probed else (excluded[0][1] if excluded else "")
+        for f in groups["dropped"]:
+            yield _failure(f.reason, f.scope, **{**_fields(f), "take_name": name})
+        if probed:
+            if narrations:  # a take without descriptions: nothing to build, nothing lost
+                take, videos = probed[0]
+                yield uid, (take, videos, narrations, take_beta(n.timestamp for n in narrations))
+            return
+        reason = excluded[0][0] if excluded else "take not in takes.json"
         for n in narrations:
-            yield _failure(reason, "narration", split=n.split, take_uid=uid, narration=n.source_id)
+            yield _failure(
+                reason, "narration", split=n.split, take_uid=uid, take_name=name, narration=n.source_id
+            )
+
+
+def _fields(f: Failure) -> dict:
+    return {k: v for k, v in f.to_dict().items() if k not in ("reason", "scope")}
 
 
 class AlphaFn(beam.CombineFn):

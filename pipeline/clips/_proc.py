@@ -63,7 +63,9 @@ class FfmpegResult:
 
 
 def tail(text: str, n: int = _TAIL_CHARS) -> str:
-    return text[-n:].strip()
+    """The end of ffmpeg's log, without the per-run pointer values ("[mov,mp4 @ 0x55d1...]") so that error
+    reports are the same bytes run to run."""
+    return re.sub(r" @ 0x[0-9a-fA-F]+", "", text)[-n:].strip()
 
 
 def error_lines(stderr: str) -> list[str]:
