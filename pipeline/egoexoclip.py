@@ -19,8 +19,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import transforms as T
 from pipeline.clips import ClipFormat
+from pipeline.composites import AssignShards, PlanClips, ReadNarrations, ReadTakes, WriteShards
 from pipeline.finalize import finalize
 from pipeline.release import RESOLUTIONS, NarrationFilters
 from pipeline.windows import WINDOW_RULES, FrameOffsets, WindowRule
@@ -70,104 +70,29 @@ class BuildConfig:
 
 
 def build_pipeline(p: beam.Pipeline, cfg: BuildConfig) -> None:
-    root = cfg.root.rstrip("/")
-    fmt = cfg.output
-    offsets = cfg.load_offsets()  # small table: serialised with the DoFn, not shared memory
-
-    splits = (
-        p
-        | "SplitsPath" >> beam.Create([f"{root}/annotations/splits.json"])
-        | "ReadSplits" >> beam.ParDo(T.ReadSplitsFn()).with_outputs(T.FAILURES, main="splits")
+    root, fmt = cfg.root.rstrip("/"), cfg.output
+    offsets = cfg.load_offsets()  # a small table: serialised with the DoFn, not shared memory
+    takes = p | "ReadTakes" >> ReadTakes(root, cfg.resolution, cfg.splits, cfg.probe_timeout_s)
+    narrations = p | "ReadNarrations" >> ReadNarrations(root, cfg.splits, cfg.filters)
+    planned = {
+        "takes": takes["takes"],
+        "excluded": takes["excluded"],
+        "narrations": narrations["narrations"],
+        "dropped": narrations["dropped"],
+    } | "PlanClips" >> PlanClips(cfg.rule, offsets)
+    shard_plans = planned["plans"] | "AssignShards" >> AssignShards(
+        fmt.layout,
+        cfg.max_samples_per_shard,
+        cfg.max_shard_bytes,
+        BYTES_PER_FRAME[fmt.clip.kind],
+        cfg.content_options(),
     )
-    takes = (
-        p
-        | "TakesPath" >> beam.Create([f"{root}/takes.json"])
-        | "ReadTakes" >> beam.ParDo(T.ReadTakeRecordsFn()).with_outputs(T.FAILURES, main="records")
-    )
-    parsed = (
-        takes.records
-        | "SpreadTakes" >> beam.Reshuffle()
-        | "ParseTakes"
-        >> beam.ParDo(
-            T.ParseTakeFn(root, cfg.resolution, cfg.splits), split_of=beam.pvalue.AsDict(splits.splits)
-        ).with_outputs(T.FAILURES, T.EXCLUDED, main="takes")
-    )
-    probed = parsed.takes | "ProbeViews" >> beam.ParDo(T.ProbeViewsFn(cfg.probe_timeout_s)).with_outputs(
-        T.FAILURES, T.EXCLUDED, main="takes"
-    )
-    descriptions = (
-        p
-        | "DescriptionPaths"
-        >> beam.Create(
-            [(f"{root}/annotations/atomic_descriptions_{s}.json", s) for s in cfg.splits if s != "test"]
-        )
-        | "ReadDescriptions" >> beam.ParDo(T.ReadDescriptionsFn()).with_outputs(T.FAILURES, main="passes")
-    )
-    narrations = (
-        descriptions.passes
-        | "SpreadDescriptions" >> beam.Reshuffle()
-        | "ParseDescriptions"
-        >> beam.ParDo(T.ParseDescriptionsFn(cfg.filters)).with_outputs(
-            T.FAILURES, T.COUNTS, T.DROPPED, main="narrations"
-        )
-    )
-    excluded = (parsed[T.EXCLUDED], probed[T.EXCLUDED]) | "AllExcluded" >> beam.Flatten()
-    joined = (
-        {
-            "take": probed.takes,
-            "excluded": excluded,
-            "narrations": narrations.narrations,
-            "dropped": narrations[T.DROPPED],
-        }
-        | "GroupByTake" >> beam.CoGroupByKey()
-        | "JoinNarrations" >> beam.ParDo(T.JoinNarrationsFn()).with_outputs(T.FAILURES, main="bundles")
-    )
-    alpha = (
-        joined.bundles
-        | "Betas" >> beam.Map(lambda kv: kv[1][3])
-        | "Alpha" >> beam.CombineGlobally(T.AlphaFn())
-    )
-    planned = joined.bundles | "PlanWindows" >> beam.ParDo(
-        T.PlanTakeFn(cfg.rule, offsets), alpha=beam.pvalue.AsSingleton(alpha)
-    ).with_outputs(T.FAILURES, main="plans")
-    assignments = (
-        planned.plans
-        | "Summaries"
-        >> beam.Map(lambda kv: T.plan_summary(kv[1], fmt.layout, BYTES_PER_FRAME[fmt.clip.kind]))
-        | "GroupBySplit" >> beam.GroupByKey()
-        | "AssignShards"
-        >> beam.ParDo(
-            T.AssignShardsFn(
-                fmt.layout, cfg.max_samples_per_shard, cfg.max_shard_bytes, BYTES_PER_FRAME[fmt.clip.kind]
-            )
-        )
-    )
-    shard_plans = (
-        {"plan": planned.plans, "shard": assignments}
-        | "JoinAssignments" >> beam.CoGroupByKey()
-        | "KeyByShard" >> beam.Map(lambda kv: (kv[1]["shard"][0][0], (kv[1]["shard"][0], kv[1]["plan"][0])))
-        | "GroupByShard" >> beam.GroupByKey()
-        | "MakeShardPlans" >> beam.ParDo(T.MakeShardPlanFn(cfg.content_options()))
-    )
-    checked = shard_plans | "CheckShards" >> beam.ParDo(T.CheckShardFn(cfg.out, cfg.overwrite)).with_outputs(
-        "complete", main="todo"
-    )
-    written = (
-        checked.todo
-        | "SpreadShards" >> beam.Reshuffle()
-        | "WriteShards" >> beam.ParDo(T.WriteShardFn(cfg.out, fmt))
-    )
+    written = shard_plans | "WriteShards" >> WriteShards(cfg.out, fmt, cfg.overwrite)
     failures = (
-        splits[T.FAILURES],
-        takes[T.FAILURES],
-        parsed[T.FAILURES],
-        probed[T.FAILURES],
-        descriptions[T.FAILURES],
-        narrations[T.FAILURES],
-        joined[T.FAILURES],
-        planned[T.FAILURES],
+        takes["failures"],
+        narrations["failures"],
+        planned["failures"],
     ) | "AllFailures" >> beam.Flatten()
-    planned_names = shard_plans | "ShardNames" >> beam.Map(lambda s: (s.name, s.split))
     _ = (
         p
         | "FinalizeTrigger" >> beam.Create([None])
@@ -176,11 +101,11 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig) -> None:
             lambda _, planned, done, failures, inputs, alpha: finalize(
                 cfg.out, planned, failures, inputs, alpha, cfg.content_options()
             ),
-            planned=beam.pvalue.AsList(planned_names),
-            done=beam.pvalue.AsList(written),  # waits for every shard write
+            planned=beam.pvalue.AsList(shard_plans | "ShardNames" >> beam.Map(lambda s: (s.name, s.split))),
+            done=beam.pvalue.AsList(written),  # a side input: Finalize waits for every shard write
             failures=beam.pvalue.AsList(failures),
-            inputs=beam.pvalue.AsList(narrations[T.COUNTS]),
-            alpha=beam.pvalue.AsSingleton(alpha),
+            inputs=beam.pvalue.AsList(narrations["counts"]),
+            alpha=beam.pvalue.AsSingleton(planned["alpha"]),
         )
     )
 

@@ -252,13 +252,8 @@ class PlanTakeFn(beam.DoFn):
 class AssignShardsFn(beam.DoFn):
     """All takes of one split, in name order -> (take_uid, shard name); a take never spans two shards."""
 
-    def __init__(self, layout: str, max_samples: int, max_bytes: int, bytes_per_frame: int):
-        self.layout, self.max_samples, self.max_bytes, self.bpf = (
-            layout,
-            max_samples,
-            max_bytes,
-            bytes_per_frame,
-        )
+    def __init__(self, max_samples: int, max_bytes: int):
+        self.max_samples, self.max_bytes = max_samples, max_bytes
 
     def process(self, item):
         split, takes = item
@@ -330,6 +325,13 @@ class WriteShardFn(beam.DoFn):
             "shard %s written: %d samples, %d bytes", stats["shard"], stats["n_samples"], stats["tar_bytes"]
         )
         yield plan.name
+
+
+def key_by_shard(item):
+    """(take_uid, {"plan": [TakePlan], "shard": [(name, split, index)]}) -> (name, ((name, split, index), plan))."""
+    _, joined = item
+    (assignment,), (plan,) = joined["shard"], joined["plan"]
+    return assignment[0], (assignment, plan)
 
 
 def plan_summary(plan: TakePlan, layout: str, bytes_per_frame: int):

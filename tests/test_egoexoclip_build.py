@@ -81,7 +81,12 @@ def test_every_input_narration_is_in_a_shard_or_in_the_errors(bundled_build, sam
         n_input += sum(len(p["descriptions"]) for passes in doc["annotations"].values() for p in passes)
     lost = [e for e in _errors(out) if e["scope"] == "narration"]
     kept = {(r["take_uid"], r["narration_index"]) for r in _manifest(out)}
-    assert stats["narrations"] == {"input": n_input, "in_shards": len(kept), "dropped": len(lost), "unaccounted": 0}
+    assert stats["narrations"] == {
+        "input": n_input,
+        "in_shards": len(kept),
+        "dropped": len(lost),
+        "unaccounted": 0,
+    }
     assert len(kept) + len(lost) == n_input
 
 
@@ -96,8 +101,13 @@ def test_alpha_is_the_dataset_mean_of_take_betas(bundled_build, sample_root):
         for uid, passes in doc["annotations"].items():
             if uid not in built:
                 continue
-            times = [d["timestamp"] for p in passes if not p["rejected"] for d in p["descriptions"]
-                     if isinstance(d.get("timestamp"), float | int) and d["text"].strip()]
+            times = [
+                d["timestamp"]
+                for p in passes
+                if not p["rejected"]
+                for d in p["descriptions"]
+                if isinstance(d.get("timestamp"), float | int) and d["text"].strip()
+            ]
             betas.append(take_beta(times))
     assert stats["alpha"] == pytest.approx(dataset_alpha(betas))
     single = [r for r in _manifest(out) if r["take_name"] == "uniandes_cooking_01_1"]
@@ -127,7 +137,12 @@ def test_quirks_of_the_release(bundled_build):
     assert "cam04" not in {r["exo_cam"] for r in geo}
     # gp/aria02 names
     dance = by_take["upenn_dance_02_4"]
-    assert {r["ego_cam"] for r in dance} == {"aria02"} and {r["exo_cam"] for r in dance} <= {"gp01", "gp02", "gp03", "gp04"}
+    assert {r["ego_cam"] for r in dance} == {"aria02"} and {r["exo_cam"] for r in dance} <= {
+        "gp01",
+        "gp02",
+        "gp03",
+        "gp04",
+    }
     # exo shorter than ego: late windows lose that view only
     assert _reasons(out, take_name="upenn_dance_02_4", cam_id="gp03")["view does not cover window"] > 0
     late = max(dance, key=lambda r: r["timestamp"])
@@ -136,7 +151,9 @@ def test_quirks_of_the_release(bundled_build):
     assert _reasons(out, take_name="sfu_basketball_05_3", cam_id="cam02", scope="view")["missing file"] == 1
     assert "cam02" not in {r["exo_cam"] for r in by_take["sfu_basketball_05_3"]}
     assert _reasons(out, take_name="iiith_soccer_01_7", cam_id="cam03", scope="view")
-    assert by_take["iiith_soccer_01_7"] and "cam03" not in {r["exo_cam"] for r in by_take["iiith_soccer_01_7"]}
+    assert by_take["iiith_soccer_01_7"] and "cam03" not in {
+        r["exo_cam"] for r in by_take["iiith_soccer_01_7"]
+    }
     # corrupt ego: the take's narrations fail with the reason
     assert "sfu_cooking_07_2" not in by_take
     assert _reasons(out, take_name="sfu_cooking_07_2", scope="take")["no usable ego video"] == 1
@@ -156,7 +173,9 @@ def test_quirks_of_the_release(bundled_build):
 def test_bad_records_are_reported_and_the_rest_completes(bundled_build):
     out, stats = bundled_build
     errors = _errors(out)
-    bike = Counter(e["reason"] for e in errors if e["take_name"] == "cmu_bike01_2" and e["scope"] == "narration")
+    bike = Counter(
+        e["reason"] for e in errors if e["take_name"] == "cmu_bike01_2" and e["scope"] == "narration"
+    )
     assert bike["schema violation"] >= 1  # timestamp missing
     assert bike["bad timestamp"] >= 1  # "abc"
     assert bike["empty text"] >= 1
@@ -179,7 +198,10 @@ def test_stats_manifest_and_wids_index_agree_with_the_shards(bundled_build):
         index = json.loads((out / f"egoexoclip-{split}.wids.json").read_text())
         assert index["__kind__"] == "wids-shard-index-v1"
         assert sum(s["nsamples"] for s in index["shardlist"]) == stats["splits"][split]["samples"]
-    assert 0 < stats["clip_length"]["mean_sec"] < 3 and stats["clip_length"]["count"] == stats["narrations"]["in_shards"]
+    assert (
+        0 < stats["clip_length"]["mean_sec"] < 3
+        and stats["clip_length"]["count"] == stats["narrations"]["in_shards"]
+    )
     assert set(stats["samples_by_split_and_scenario"]["val"]) == {"Dance", "Rock Climbing"}
 
 

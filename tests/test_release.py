@@ -38,8 +38,14 @@ def _take(**over):
         },
         "frame_aligned_videos": {
             "aria01": {
-                "rgb": {"readable_stream_id": "rgb", "relative_path": "frame_aligned_videos/aria01_214-1.mp4"},
-                "slam-left": {"readable_stream_id": "slam-left", "relative_path": "frame_aligned_videos/aria01_1201-1.mp4"},
+                "rgb": {
+                    "readable_stream_id": "rgb",
+                    "relative_path": "frame_aligned_videos/aria01_214-1.mp4",
+                },
+                "slam-left": {
+                    "readable_stream_id": "slam-left",
+                    "relative_path": "frame_aligned_videos/aria01_1201-1.mp4",
+                },
             },
             "cam01": {"0": {"relative_path": "frame_aligned_videos/cam01.mp4"}},
             "cam02": {"0": {"relative_path": "frame_aligned_videos/cam02.mp4"}},
@@ -90,7 +96,9 @@ def test_exclusion_reasons():
     assert take_exclusion(_take(is_dropped="1"), take, ("train",)) == "take dropped"
 
 
-@pytest.mark.parametrize(("value", "expected"), [(True, True), ("1", True), ("0", False), ("false", False), (None, False)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(True, True), ("1", True), ("0", False), ("false", False), (None, False)]
+)
 def test_loose_booleans(value, expected):
     assert parse_bool(value, "x") is expected
 
@@ -103,7 +111,10 @@ def test_loose_boolean_rejects_garbage():
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("C picks up the wrench with his right hand.", "Camera-wearer picks up the wrench with his right hand."),
+        (
+            "C picks up the wrench with his right hand.",
+            "Camera-wearer picks up the wrench with his right hand.",
+        ),
         ("  C   picks up the  knife .", "Camera-wearer picks up the knife."),
         ("O hands C the bowl.", "A person hands the camera-wearer the bowl."),
         ("#C C opens the door", "Camera-wearer C opens the door".replace(" C ", " the camera-wearer ")),
@@ -122,19 +133,40 @@ def _passes():
             "annotator_id": "11",
             "rejected": False,
             "descriptions": [
-                {"text": "C cuts.", "timestamp": 1.0, "subject": "C", "ego_visible": True, "unsure": False,
-                 "best_exo": {"cam_id": "cam02"}},
-                {"text": "O waves.", "timestamp": 2.0, "narration_subject": "O", "ego_visible": "0", "unsure": "1",
-                 "best_exo": None},
+                {
+                    "text": "C cuts.",
+                    "timestamp": 1.0,
+                    "subject": "C",
+                    "ego_visible": True,
+                    "unsure": False,
+                    "best_exo": {"cam_id": "cam02"},
+                },
+                {
+                    "text": "O waves.",
+                    "timestamp": 2.0,
+                    "narration_subject": "O",
+                    "ego_visible": "0",
+                    "unsure": "1",
+                    "best_exo": None,
+                },
                 {"text": "   ", "timestamp": 3.0},
                 {"text": "C nods.", "timestamp": "abc"},
                 {"text": "C nods."},
             ],
         },
-        {"annotation_uid": "a2", "annotator_id": "12", "rejected": True, "reject_reason": "low quality",
-         "descriptions": [{"text": "C x.", "timestamp": 1.5}]},
-        {"annotation_uid": "a3", "annotator_id": "13", "rejected": "0",
-         "descriptions": [{"text": "C y.", "timestamp": 1.2, "subject": "C"}]},
+        {
+            "annotation_uid": "a2",
+            "annotator_id": "12",
+            "rejected": True,
+            "reject_reason": "low quality",
+            "descriptions": [{"text": "C x.", "timestamp": 1.5}],
+        },
+        {
+            "annotation_uid": "a3",
+            "annotator_id": "13",
+            "rejected": "0",
+            "descriptions": [{"text": "C y.", "timestamp": 1.2, "subject": "C"}],
+        },
     ]
 
 
@@ -143,8 +175,12 @@ def test_descriptions_every_record_kept_or_dropped_with_reason():
     kept = {(n.annotation_uid, n.desc_index) for n in parsed.narrations}
     assert kept == {("a1", 0), ("a1", 1), ("a3", 0)}  # several annotators
     reasons = {src: reason for _, src, reason, _ in parsed.dropped}
-    assert reasons == {"a1:2": "empty text", "a1:3": "bad timestamp", "a1:4": "schema violation",
-                       "a2:0": "rejected annotation pass"}
+    assert reasons == {
+        "a1:2": "empty text",
+        "a1:3": "bad timestamp",
+        "a1:4": "schema violation",
+        "a2:0": "rejected annotation pass",
+    }
     o = next(n for n in parsed.narrations if n.desc_index == 1)
     assert (o.subject, o.ego_visible, o.unsure, o.best_exo) == ("O", False, True, "")
     c = next(n for n in parsed.narrations if n.annotation_uid == "a1" and n.desc_index == 0)

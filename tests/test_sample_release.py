@@ -52,17 +52,45 @@ def _probe_and_read(path: Path, frames: list[int]) -> tuple[tuple[int, int], boo
     info = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
     w, h = map(int, re.search(r"Video: h264.*?, (\d+)x(\d+)", info).groups())
     select = "+".join(f"eq(n\\,{i})" for i in frames)
-    raw = subprocess.run([FFMPEG, "-v", "error", "-threads", "1", "-i", str(path), "-map", "0:v",
-                          "-vf", f"select='{select}'", "-fps_mode", "passthrough",
-                          "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-threads",
+            "1",
+            "-i",
+            str(path),
+            "-map",
+            "0:v",
+            "-vf",
+            f"select='{select}'",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     got = np.frombuffer(raw, np.uint8).reshape(-1, h, w)
     present = sorted(i for i in frames)[: len(got)]  # select keeps decode order; indices past the end vanish
     return (w, h), "Audio: aac" in info, dict(zip(present, got, strict=True))
 
 
 def test_json_files_and_shapes(release):
-    for rel in ["takes.json", "captures.json", f"{ANN}/splits.json", f"{ANN}/atomic_descriptions_train.json",
-                f"{ANN}/atomic_descriptions_val.json", f"{ANN}/keystep_train.json", f"{ANN}/keystep_val.json"]:
+    for rel in [
+        "takes.json",
+        "captures.json",
+        f"{ANN}/splits.json",
+        f"{ANN}/atomic_descriptions_train.json",
+        f"{ANN}/atomic_descriptions_val.json",
+        f"{ANN}/keystep_train.json",
+        f"{ANN}/keystep_val.json",
+    ]:
         assert (release / rel).is_file(), rel
     takes = _takes_by_name(release)
     assert set(takes) == {t.name for t in SAMPLE_TAKES if t.in_takes_json}
@@ -70,7 +98,10 @@ def test_json_files_and_shapes(release):
         spec = TAKES[name]
         assert rec["root_dir"] == f"takes/{name}"
         assert rec["duration_sec"] == max(v.n_frames for v in spec.views) / FPS
-        assert rec["parent_task_name"] == spec.parent_task_name and rec["university_name"] == spec.university_name
+        assert (
+            rec["parent_task_name"] == spec.parent_task_name
+            and rec["university_name"] == spec.university_name
+        )
         assert {"task_name", "task_id", "best_exo", "is_dropped", "validated"} <= set(rec)
         assert [c["cam_id"] for c in rec["capture"]["cameras"]] == [v.cam_id for v in spec.views]
         fav = rec["frame_aligned_videos"]
@@ -85,8 +116,13 @@ def test_json_files_and_shapes(release):
                 stream = fav[v.cam_id]["0"]
             if name != "escape_take_01":
                 assert stream["relative_path"] == f"frame_aligned_videos/{v.file_name}"
-    clip_uids = [s["clip_uid"] for t in takes.values() for cam in t["frame_aligned_videos"].values()
-                 for s in cam.values() if s["clip_uid"]]
+    clip_uids = [
+        s["clip_uid"]
+        for t in takes.values()
+        for cam in t["frame_aligned_videos"].values()
+        for s in cam.values()
+        if s["clip_uid"]
+    ]
     assert len(clip_uids) == len(set(clip_uids))
     assert {c["capture_name"] for c in _load(release, "captures.json")} >= {"cmu_bike01", "upenn_dance_02"}
 
@@ -113,8 +149,13 @@ def test_narrations_are_realistic(release):
             continue
         for p in _passes(release, take.name):
             assert {"annotation_uid", "annotator_id", "rejected", "reject_reason", "descriptions"} <= set(p)
-            good = [d for d in p["descriptions"] if isinstance(d.get("timestamp"), float) and d["text"].strip()
-                    and d["timestamp"] <= take.duration_sec]
+            good = [
+                d
+                for d in p["descriptions"]
+                if isinstance(d.get("timestamp"), float)
+                and d["text"].strip()
+                and d["timestamp"] <= take.duration_sec
+            ]
             assert all(d["text"].split()[0] in ("C", "O") for d in good)
             assert all(round(d["timestamp"], 5) == d["timestamp"] for d in good)
             if take.in_takes_json and not p["rejected"]:
@@ -144,12 +185,20 @@ def test_quirks(release):
     assert takes["georgiatech_cooking_03_1"]["best_exo"] is None
     # 3. gp names, string is_ego, shorter exo with a narration in its missing last seconds
     cams = takes["upenn_dance_02_4"]["capture"]["cameras"]
-    assert {c["cam_id"]: c["is_ego"] for c in cams} == {"aria02": "true", "gp01": "false", "gp02": "false",
-                                                         "gp03": "false", "gp04": "false"}
+    assert {c["cam_id"]: c["is_ego"] for c in cams} == {
+        "aria02": "true",
+        "gp01": "false",
+        "gp02": "false",
+        "gp03": "false",
+        "gp04": "false",
+    }
     views = {v.cam_id: v for v in TAKES["upenn_dance_02_4"].views}
     assert views["aria02"].n_frames - views["gp03"].n_frames == 2 * FPS
     duration = takes["upenn_dance_02_4"]["duration_sec"]
-    assert any(duration - 1 < d["timestamp"] < duration for d in _passes(release, "upenn_dance_02_4")[0]["descriptions"])
+    assert any(
+        duration - 1 < d["timestamp"] < duration
+        for d in _passes(release, "upenn_dance_02_4")[0]["descriptions"]
+    )
     # 8. in splits and annotations but not in takes.json; 9. dropped; 10. one narration; 11. test split
     assert "nus_music_02_1" not in takes and _passes(release, "nus_music_02_1")
     assert takes["utokyo_health_03_1"]["is_dropped"] is True
@@ -160,7 +209,10 @@ def test_quirks(release):
     raw = _load(release, "takes.json")
     broken = [t for t in raw if t["take_name"] == "broken_take_01"]
     assert len(broken) == 1 and "take_uid" not in broken[0]
-    assert takes["escape_take_01"]["frame_aligned_videos"]["aria01"]["rgb"]["relative_path"] == "../../../../etc/passwd"
+    assert (
+        takes["escape_take_01"]["frame_aligned_videos"]["aria01"]["rgb"]["relative_path"]
+        == "../../../../etc/passwd"
+    )
     assert _passes(release, "escape_take_01")[0]["descriptions"]
     assert {r["take_name"] for r in BAD_RECORDS} == {"broken_take_01", "escape_take_01", "cmu_bike01_2"}
     for r in BAD_RECORDS:
@@ -179,7 +231,10 @@ def _video_jobs(root: Path):
             continue
         base = root / "takes" / take.name / "frame_aligned_videos"
         for v in take.views:
-            for path, size in ((base / "downscaled/448" / v.file_name, v.size448), (base / v.file_name, v.size_full)):
+            for path, size in (
+                (base / "downscaled/448" / v.file_name, v.size448),
+                (base / v.file_name, v.size_full),
+            ):
                 yield take, v, path, size
 
 
@@ -189,7 +244,9 @@ def test_files_on_disk(release):
     assert not list(release.rglob("*_1201-1.mp4")) and not list(release.rglob("*_211-1.mp4"))
     for _, v, path, _ in _video_jobs(release):
         if v.file_state == "truncated":
-            res = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True)
+            res = subprocess.run(
+                [FFMPEG, "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True
+            )
             assert res.returncode != 0 and res.stderr, path
 
 
@@ -220,8 +277,11 @@ def test_vertical_and_short_views(release):
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_generation_is_byte_identical(release, tmp_path):
@@ -239,7 +299,9 @@ def test_textured_video_decodes(tmp_path):
     plain, textured = tmp_path / "plain.mp4", tmp_path / "textured.mp4"
     write_stamped_video(plain, "gp02", 60, 796, 448)
     write_stamped_video(textured, "gp02", 60, 796, 448, textured=True, crf=23, gop=30)
-    assert textured.stat().st_size > 5 * plain.stat().st_size  # the texture is what makes the bitrate realistic
+    assert (
+        textured.stat().st_size > 5 * plain.stat().st_size
+    )  # the texture is what makes the bitrate realistic
     _, _, frames = _probe_and_read(textured, list(range(0, 60, 7)))
     assert {j: decode_frame(f) for j, f in frames.items()} == {j: (camera_code("gp02"), j) for j in frames}
 

@@ -237,6 +237,7 @@ def test_webdataset_reads_every_sample(pair_shards, tmp_path):
 
 def test_wids_reads_every_sample_by_index(pair_shards, tmp_path):
     import wids
+
     _, samples, index = pair_shards
     ds = wids.ShardListDataset(index, cache_dir=str(tmp_path / "wids-cache"), transformations=[])
     assert len(ds) == len(samples)
