@@ -1,0 +1,277 @@
+"""Configuration: one dataclass per component, validated when built; errors name the field and the value.
+
+A run is a list of stages; each stage names its data, what is trained (everything else is frozen), its losses
+and weights, and its optimisation schedule. Defaults are the paper's (see README, "Exo2Ego method").
+Configs are YAML files (configs/*.yaml) loaded with `load_run_config` / `load_stage_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+# The model's trainable groups; a stage's `trainable` lists some of them, the rest are frozen.
+MODULE_GROUPS = ("exo_tower", "ego_tower", "projector", "map_f", "map_g", "llm", "lora")
+LOSSES = ("vtg", "kl", "cycle")
+STAGE_DATA = ("exo", "pairs", "instruct")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(cond: bool, where: str, value, why: str) -> None:
+    if not cond:
+        raise ConfigError(f"{where}={value!r}: {why}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # A local directory (from_pretrained) or "tiny" for a small random model built in code.
+    vision_tower: str = "openai/clip-vit-large-patch14-336"
+    llm: str = "mistralai/Mistral-7B-Instruct-v0.2"
+    n_frames: int = 16
+    image_size: int = 336
+    pool_side: int = 4  # patch grid pooled to pool_side x pool_side tokens per frame
+    temporal_stride: int = 2  # frames merged per visual token group (16 frames -> 8 steps)
+    mapping_blocks: int = 9  # residual blocks of F and G
+    mapping_bottleneck: int = 4  # down-sampling factor of the feature dim inside F and G
+    kl_temperature: float = 1.0
+    visual_input: str = "x+Fx"  # what the LLM sees of an ego clip: "x+Fx" (paper) or "x"
+    dtype: str = "bfloat16"  # weights dtype on GPU; CPU runs use float32
+
+    def __post_init__(self):
+        _check(self.n_frames >= 1, "model.n_frames", self.n_frames, "must be >= 1")
+        _check(
+            self.n_frames % self.temporal_stride == 0,
+            "model.temporal_stride",
+            self.temporal_stride,
+            f"must divide n_frames={self.n_frames}",
+        )
+        _check(self.pool_side >= 1, "model.pool_side", self.pool_side, "must be >= 1")
+        _check(self.mapping_blocks >= 1, "model.mapping_blocks", self.mapping_blocks, "must be >= 1")
+        _check(
+            self.mapping_bottleneck >= 1, "model.mapping_bottleneck", self.mapping_bottleneck, "must be >= 1"
+        )
+        _check(self.kl_temperature > 0, "model.kl_temperature", self.kl_temperature, "must be > 0")
+        _check(
+            self.visual_input in ("x+Fx", "x"), "model.visual_input", self.visual_input, "expected x+Fx or x"
+        )
+        _check(self.dtype in ("bfloat16", "float16", "float32"), "model.dtype", self.dtype, "unknown dtype")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 128
+    alpha: int = 256
+    dropout: float = 0.1
+    target_modules: tuple[str, ...] = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
+
+    def __post_init__(self):
+        _check(self.r >= 1, "lora.r", self.r, "must be >= 1")
+        _check(0 <= self.dropout < 1, "lora.dropout", self.dropout, "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    shards: str = ""  # brace pattern, list file, or URL (http(s)://, pipe:, gs://, s3://) of .tar shards
+    n_frames: int = 16
+    image_size: int = 336
+    shuffle_buffer: int = 1000
+    resampled: bool = (
+        False  # infinite resampling of shards (multi-node epochs); then epoch_samples is required
+    )
+    epoch_samples: int = 0  # samples per epoch when resampled (0: one pass over the shards)
+    num_workers: int = 4
+    prompt: str = "Describe what the camera-wearer is doing in the video."
+    max_text_tokens: int = 128
+    seed: int = 0
+
+    def __post_init__(self):
+        _check(self.n_frames >= 1, "data.n_frames", self.n_frames, "must be >= 1")
+        _check(self.image_size >= 8, "data.image_size", self.image_size, "must be >= 8")
+        _check(self.shuffle_buffer >= 0, "data.shuffle_buffer", self.shuffle_buffer, "must be >= 0")
+        _check(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+        _check(
+            not self.resampled or self.epoch_samples > 0,
+            "data.epoch_samples",
+            self.epoch_samples,
+            "must be > 0 when data.resampled is true",
+        )
+        _check(self.max_text_tokens >= 4, "data.max_text_tokens", self.max_text_tokens, "must be >= 4")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    name: str
+    data_kind: str  # "exo" (stage 1), "pairs" (stage 2), "instruct" (stage 3)
+    trainable: tuple[str, ...]
+    losses: dict[str, float]  # loss name -> weight
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraSettings | None = None
+    global_batch: int = 256
+    micro_batch: int = 8  # per GPU
+    lr: float = 1e-4
+    warmup_ratio: float = 0.03
+    epochs: float = 1.0
+    max_steps: int = 0  # > 0 caps the optimizer steps (smoke runs, benchmarks)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 500  # optimizer steps
+    log_every: int = 10
+
+    def __post_init__(self):
+        _check(
+            self.data_kind in STAGE_DATA,
+            f"stage[{self.name}].data_kind",
+            self.data_kind,
+            f"expected one of {STAGE_DATA}",
+        )
+        for g in self.trainable:
+            _check(
+                g in MODULE_GROUPS,
+                f"stage[{self.name}].trainable",
+                g,
+                f"expected groups from {MODULE_GROUPS}",
+            )
+        _check(bool(self.trainable), f"stage[{self.name}].trainable", self.trainable, "nothing to train")
+        for name, w in self.losses.items():
+            _check(name in LOSSES, f"stage[{self.name}].losses", name, f"expected losses from {LOSSES}")
+            _check(w >= 0, f"stage[{self.name}].losses.{name}", w, "weight must be >= 0")
+        _check(bool(self.losses), f"stage[{self.name}].losses", self.losses, "no loss")
+        needs_pairs = {"kl", "cycle"} & set(self.losses)
+        _check(
+            not needs_pairs or self.data_kind == "pairs",
+            f"stage[{self.name}].losses",
+            sorted(needs_pairs),
+            "kl and cycle need data_kind pairs",
+        )
+        _check(
+            ("lora" in self.trainable) == (self.lora is not None),
+            f"stage[{self.name}].lora",
+            self.lora,
+            "give lora settings exactly when 'lora' is trainable",
+        )
+        _check(self.global_batch >= 1, f"stage[{self.name}].global_batch", self.global_batch, "must be >= 1")
+        _check(self.micro_batch >= 1, f"stage[{self.name}].micro_batch", self.micro_batch, "must be >= 1")
+        _check(self.lr > 0, f"stage[{self.name}].lr", self.lr, "must be > 0")
+        _check(
+            0 <= self.warmup_ratio < 1,
+            f"stage[{self.name}].warmup_ratio",
+            self.warmup_ratio,
+            "must be in [0, 1)",
+        )
+        _check(self.epochs > 0, f"stage[{self.name}].epochs", self.epochs, "must be > 0")
+        _check(self.grad_clip >= 0, f"stage[{self.name}].grad_clip", self.grad_clip, "must be >= 0")
+
+    def accumulation_steps(self, world_size: int) -> int:
+        per_step = self.micro_batch * world_size
+        _check(
+            self.global_batch % per_step == 0,
+            f"stage[{self.name}].global_batch",
+            self.global_batch,
+            f"must be a multiple of micro_batch x world size = {per_step}",
+        )
+        return self.global_batch // per_step
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    stages: tuple[StageConfig, ...]
+    output_dir: str = "runs/exo2ego"
+    parallel: str = "auto"  # "auto" (FSDP for the LLM when > 1 GPU, else DDP), "ddp", "fsdp", "none"
+    seed: int = 0
+
+    def __post_init__(self):
+        _check(bool(self.stages), "run.stages", self.stages, "no stages")
+        _check(
+            self.parallel in ("auto", "ddp", "fsdp", "none"),
+            "run.parallel",
+            self.parallel,
+            "expected auto, ddp, fsdp or none",
+        )
+
+    def stage(self, name_or_index: str | int) -> StageConfig:
+        for i, s in enumerate(self.stages, start=1):
+            if str(name_or_index) in (s.name, str(i)):
+                return s
+        raise ConfigError(f"stage={name_or_index!r}: no such stage (have {[s.name for s in self.stages]})")
+
+
+def _build(cls, raw, where: str):
+    """Dict -> dataclass, recursively; unknown keys are errors naming them."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}={raw!r}: expected a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown} (known: {sorted(names)})")
+    kwargs = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value, f"{where}.{key}")
+        elif inner and value is not None:
+            value = _build(inner[0], value, f"{where}.{key}")
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _read_yaml(path: str | Path) -> dict:
+    try:
+        return yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+
+
+def load_stage_config(path: str | Path, overrides: dict | None = None) -> StageConfig:
+    raw = {**_read_yaml(path), **(overrides or {})}
+    return _build(StageConfig, raw, f"{path}")
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """A run file: {model: {...}, output_dir, parallel, stages: [<stage yaml path or inline mapping>, ...],
+    data: {...} (defaults applied under each stage's data)}. Stage paths are relative to the run file."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    stages = []
+    shared_data = raw.pop("data", {}) or {}
+    for i, entry in enumerate(raw.pop("stages", []) or []):
+        stage_raw = _read_yaml(path.parent / entry) if isinstance(entry, str) else dict(entry)
+        stage_raw["data"] = {**shared_data, **(stage_raw.get("data") or {})}
+        stages.append(_build(StageConfig, stage_raw, f"{path}:stages[{i}]"))
+    model = _build(ModelConfig, raw.pop("model", {}) or {}, f"{path}:model")
+    return RunConfig(
+        model=model, stages=tuple(stages), **_only(raw, {"output_dir", "parallel", "seed"}, path)
+    )
+
+
+def _only(raw: dict, allowed: set[str], where) -> dict:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field(s) {unknown} (known: {sorted(allowed | {'model', 'stages', 'data'})})"
+        )
+    return raw
