@@ -10,7 +10,7 @@ SAMPLE ?= data/sample_release
 RUNNER ?= direct
 ARGS ?=
 
-.PHONY: venv build-egoexoclip sample-release test lint clean
+.PHONY: venv build-egoexoclip sample-release test lint clean train bench-loader bench-train
 
 venv: $(STAMP)
 
@@ -38,6 +38,28 @@ endif
 test: $(STAMP)
 	$(VENV)/bin/ruff check pipeline exo2ego_model tests
 	$(PY) -m pytest -q tests
+
+# Training: the three stages in order (STAGE=2 runs one). On a machine without a GPU: the tiny CPU smoke run on
+# the bundled sample build (built first if missing), so anyone can see it work.
+STAGE ?=
+TRAIN_CONFIG ?= configs/run.yaml
+NGPU ?= $(shell nvidia-smi -L 2>/dev/null | wc -l)
+STAGE_ARG := $(if $(strip $(STAGE)),--stage $(STAGE),)
+
+train: $(STAMP)
+	@if [ "$(NGPU)" -gt 0 ] 2>/dev/null; then \
+	  $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NGPU) -m exo2ego_model.train --config $(TRAIN_CONFIG) $(STAGE_ARG); \
+	else \
+	  test -f $(OUT)/stats.json || $(MAKE) build-egoexoclip; \
+	  echo "no GPU: running the CPU smoke configuration (configs/smoke/run.yaml) on $(OUT)"; \
+	  $(PY) -m exo2ego_model.train --config configs/smoke/run.yaml $(STAGE_ARG); \
+	fi
+
+bench-loader: $(STAMP)
+	$(PY) -m exo2ego_model.bench_loader $(ARGS)
+
+bench-train: $(STAMP)
+	$(PY) -m exo2ego_model.bench_train $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline exo2ego_model tests

@@ -39,7 +39,12 @@ def tiny_vision_config(image_size: int):
 
 
 def tiny_llm_config(vocab_size: int):
-    """A 2-layer Mistral (hidden 64, GQA 4 query / 2 key-value heads); special ids match `tiny_tokenizer`."""
+    """A 2-layer Mistral (hidden 64, GQA 4 query / 2 key-value heads); special ids match `tiny_tokenizer`.
+
+    initializer_range 0.2 instead of Mistral's 0.02: at 0.02 a random LLM predicts a near-uniform
+    distribution whatever its input, so stages that keep it frozen (1 and 2) could barely lower VTG
+    (optimising free prefix embeddings directly: 5.55 -> 5.46, measured). At 0.2 it reacts to its prefix.
+    """
     from transformers import MistralConfig
 
     return MistralConfig(
@@ -50,6 +55,7 @@ def tiny_llm_config(vocab_size: int):
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=1024,
+        initializer_range=0.2,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=3,

@@ -1,0 +1,87 @@
+"""Clip decoding: mp4 bytes or a list of JPEG bytes -> uint8 frames_TCHW, uniformly sampled, square.
+
+Both shard formats of the Ego-ExoClip build go through the same sampling rule, so a model sees the same
+instants of a window whether the build wrote mp4 clips or pre-sampled JPEG frames:
+
+- uniform sampling: T indices over a clip of n frames are the centres of T equal bins,
+  index_i = floor((i + 0.5) * n / T). When n < T some frames repeat (a 10-frame clip gives 16 frames);
+  when the frames format already holds exactly T frames the indices are 0..T-1 (no resampling).
+- square resize: the centre square of side min(H, W) is cropped, then resized to size x size (bilinear,
+  antialiased). That is "short side to `size`, then centre crop" done in the other order, which resizes fewer
+  pixels and differs only by sub-pixel rounding. A frame that is already size x size is not touched.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+# CLIP's preprocessing statistics (openai/clip-vit-*): the vision towers were trained with them.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def uniform_indices(n_available: int, n_frames: int) -> list[int]:
+    """Centre of each of n_frames equal bins over n_available frames (repeats when n_available < n_frames)."""
+    if n_available < 1:
+        raise ValueError("clip has no frames")
+    # integer form of floor((i + 0.5) * n / T): no float rounding differences between platforms
+    return [((2 * i + 1) * n_available) // (2 * n_frames) for i in range(n_frames)]
+
+
+def square_resize(frames_THWC: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 THWC -> uint8 frames_TCHW of size x size (centre square crop, then resize; see module doc)."""
+    frames_THWC = torch.as_tensor(frames_THWC)
+    _, h, w, _ = frames_THWC.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    frames_TCHW = frames_THWC[:, top : top + side, left : left + side].permute(0, 3, 1, 2)
+    if side == size:
+        return frames_TCHW.contiguous()
+    # uint8 in, uint8 out: torch's CPU kernel for uint8 bilinear+antialias is ~5x faster than going through
+    # float (20 vs 100 ms for 16 frames 448->336), and the loader's throughput is decode + resize
+    return F.interpolate(frames_TCHW, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _decode_mp4(data: bytes, n_frames: int, num_threads: int) -> np.ndarray:
+    import decord  # imported here: only mp4 shards need it
+
+    vr = decord.VideoReader(io.BytesIO(data), num_threads=num_threads)
+    return vr.get_batch(uniform_indices(len(vr), n_frames)).asnumpy()
+
+
+def _decode_jpegs(jpegs: Sequence[bytes], n_frames: int) -> np.ndarray:
+    # only the sampled frames are decoded; a repeated index is decoded once
+    idx = uniform_indices(len(jpegs), n_frames)
+    decoded = {i: np.asarray(Image.open(io.BytesIO(jpegs[i])).convert("RGB")) for i in sorted(set(idx))}
+    return np.stack([decoded[i] for i in idx])
+
+
+def decode_clip(
+    data: bytes | Sequence[bytes], n_frames: int, size: int, *, num_threads: int = 1
+) -> torch.Tensor:
+    """mp4 bytes (decord) or a list of JPEG bytes -> uint8 frames_TCHW of shape (n_frames, 3, size, size).
+
+    num_threads: decord decoding threads; 1 in loader workers (the workers are the parallelism), 0 = auto.
+    """
+    if n_frames < 1 or size < 1:
+        raise ValueError(f"n_frames={n_frames}, size={size}: both must be >= 1")
+    if isinstance(data, bytes | bytearray | memoryview):
+        frames_THWC = _decode_mp4(bytes(data), n_frames, num_threads)
+    else:
+        frames_THWC = _decode_jpegs(data, n_frames)
+    return square_resize(frames_THWC, size)
+
+
+def normalize(frames_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (channels at dim -3: TCHW or BTCHW) -> float32 with CLIP mean/std."""
+    if frames_uint8.dtype != torch.uint8:
+        raise TypeError(f"normalize expects uint8 frames, got {frames_uint8.dtype}")
+    mean_C11 = torch.tensor(CLIP_MEAN, device=frames_uint8.device).view(3, 1, 1)
+    std_C11 = torch.tensor(CLIP_STD, device=frames_uint8.device).view(3, 1, 1)
+    return (frames_uint8.float().div_(255.0) - mean_C11).div_(std_C11)
