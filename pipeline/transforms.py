@@ -12,12 +12,14 @@ import logging
 import time
 
 import apache_beam as beam
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from pipeline import release, shards
 from pipeline.clips import ExtractionError, probe_video
+from pipeline.localize import local_copy
 from pipeline.plan import Failure, ShardPlan, TakePlan, VideoMeta, fingerprint, plan_take
 from pipeline.windows import FrameOffsets, WindowRule, take_beta
 from pipeline.writer import SHARD_PREFIX, OutputFormat, build_shard, default_tmp_root, shard_is_complete
@@ -108,6 +110,15 @@ class ParseTakeFn(beam.DoFn):
         yield take.take_uid, take
 
 
+def _probe(path: str, timeout_s: float):
+    """Remote views are copied to this worker's disk to be probed (ffmpeg reads local files)."""
+    try:
+        with local_copy(path) as src:
+            return probe_video(src, timeout_s=timeout_s)
+    except (OSError, BeamIOError) as err:  # a remote file that is absent or unreadable
+        raise ExtractionError(path, "missing file", str(err)) from err
+
+
 class ProbeViewsFn(beam.DoFn):
     """Reads frame count, fps and size of every view from its file; unusable views are failures."""
 
@@ -119,7 +130,7 @@ class ProbeViewsFn(beam.DoFn):
         videos: dict[str, VideoMeta] = {}
         for view in take.views:
             try:
-                info = probe_video(view.path, timeout_s=self.timeout_s)
+                info = _probe(view.path, self.timeout_s)
                 videos[view.cam_id] = VideoMeta(info.n_frames, info.fps, info.width, info.height)
             except ExtractionError as err:
                 yield _failure(

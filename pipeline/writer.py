@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import shards
 from pipeline.clips import ClipFormat, ClipRequest, ExtractionError, extract_clips
+from pipeline.localize import local_copy
 from pipeline.plan import Failure, NarrationPlan, ShardPlan, TakePlan, ViewClip
 
 LOG = logging.getLogger(__name__)
@@ -113,10 +114,36 @@ class _HashingWriter:
         return self.f.write(data)
 
 
+@dataclass(frozen=True)
+class SpilledClip:
+    """A clip written to the worker's temporary directory: memory stays flat in take length."""
+
+    kind: str
+    paths: tuple[str, ...]  # one mp4, or the JPEG frames in order
+
+    def payload(self) -> bytes | tuple[bytes, ...]:
+        blobs = []
+        for p in self.paths:
+            with open(p, "rb") as f:
+                blobs.append(f.read())
+        return blobs[0] if self.kind == "mp4" else tuple(blobs)
+
+
+def _spill(clip, directory: str) -> SpilledClip:
+    blobs = [clip.data] if clip.kind == "mp4" else list(clip.frames)
+    paths = []
+    for i, blob in enumerate(blobs):
+        path = os.path.join(directory, f"{clip.clip_id}.{i:03d}")
+        with open(path, "wb") as f:
+            f.write(blob)
+        paths.append(path)
+    return SpilledClip(clip.kind, tuple(paths))
+
+
 def _extract_take(
     take: TakePlan, fmt: OutputFormat, workdir: str
-) -> tuple[dict[str, dict[str, object]], list[Failure]]:
-    """Decode each view of the take once; returns cam_id -> {narration key -> clip} and the view failures."""
+) -> tuple[dict[str, dict[str, SpilledClip]], list[Failure]]:
+    """Decode each view of the take once; returns cam_id -> {narration key -> clip on disk} and the view failures."""
     requests: dict[str, list[ClipRequest]] = {take.take.ego.cam_id: []}
     for n in take.narrations:
         requests[n.ego.cam_id].append(ClipRequest(n.key, n.ego.start_frame, n.ego.end_frame))
@@ -126,15 +153,17 @@ def _extract_take(
 
     def run(cam_id: str):
         view_dir = tempfile.mkdtemp(prefix=f"{cam_id}-", dir=workdir)
+        clip_dir = tempfile.mkdtemp(prefix=f"{cam_id}-clips-", dir=workdir)
         try:
-            clips = extract_clips(
-                paths[cam_id], requests[cam_id], fmt.clip, workdir=view_dir, timeout_s=fmt.decode_timeout_s
-            )
-            return cam_id, {c.clip_id: c for c in clips}, None
+            with local_copy(paths[cam_id], workdir) as src:
+                clips = extract_clips(
+                    src, requests[cam_id], fmt.clip, workdir=view_dir, timeout_s=fmt.decode_timeout_s
+                )
+                return cam_id, {c.clip_id: _spill(c, clip_dir) for c in clips}, None
         except ExtractionError as err:
             return cam_id, {}, err
 
-    clips: dict[str, dict[str, object]] = {}
+    clips: dict[str, dict[str, SpilledClip]] = {}
     failures: list[Failure] = []
     t = take.take
     with ThreadPoolExecutor(max_workers=fmt.decode_threads) as pool:
@@ -201,8 +230,8 @@ def _row(key: str, meta: dict, exo: ViewClip | None, ego_bytes: int, exo_bytes: 
     }
 
 
-def _clip_payload(clip) -> bytes | tuple[bytes, ...]:
-    return clip.data if clip.kind == "mp4" else tuple(clip.frames)
+def _clip_payload(clip: SpilledClip) -> bytes | tuple[bytes, ...]:
+    return clip.payload()
 
 
 def _n_bytes(payload: bytes | tuple[bytes, ...]) -> int:
