@@ -1,17 +1,22 @@
 """Ego-ExoClip build: an Ego-Exo4D download -> synchronized (narration, ego clip, exo clip) WebDataset shards.
 
-    python -m pipeline.egoexoclip --root /data/egoexo4d --out /data/egoexoclip [beam options]
+    python -m pipeline.egoexoclip --root /data/egoexo4d --out /data/egoexoclip [--runner ENGINE ...] [beam options]
 
-Unknown arguments are Beam pipeline options (e.g. --direct_num_workers=2, --runner=..., --temp_location=...).
+`--runner {direct,direct-mp,dask,dataflow,spark,flink}` picks an engine; its flags map to Beam options through
+`pipeline.runners.runner_options` (README, "Running on a cluster"). Unknown arguments are Beam pipeline options
+(e.g. --direct_num_workers=2, --temp_location=...); any other --runner value (a Beam runner name or dotted path)
+goes to Beam unchanged.
 `build_pipeline()` only wires labelled steps; the work happens in pipeline.transforms and the pure modules.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from pipeline.clips import ClipFormat
 from pipeline.composites import AssignShards, PlanClips, ReadNarrations, ReadTakes, WriteShards
 from pipeline.finalize import finalize
 from pipeline.release import RESOLUTIONS, NarrationFilters
+from pipeline.runners import RUNNERS, RunnerOptionError, check_io_paths, runner_options
 from pipeline.windows import WINDOW_RULES, FrameOffsets, WindowRule
 from pipeline.writer import OutputFormat, read_json
 
@@ -148,6 +154,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BuildConfig, list[str], a
     ap.add_argument("--decode-threads", type=int, default=1, help="views of one take decoded concurrently")
     ap.add_argument("--decode-timeout", type=float, default=1800.0, help="seconds before a decode is killed")
     ap.add_argument("--overwrite", action="store_true", help="rebuild every shard, even complete ones")
+    _add_runner_args(ap)
     args, beam_args = ap.parse_known_args(argv)
     try:
         clip = ClipFormat(
@@ -172,7 +179,87 @@ def parse_args(argv: list[str] | None = None) -> tuple[BuildConfig, list[str], a
         )
     except ValueError as err:
         ap.error(str(err))
+    try:
+        if args.runner in RUNNERS:
+            check_io_paths(args.runner, cfg.root, cfg.out)
+            if not (args.runner == "dask" and not args.dask_address):
+                engine_args(args)  # validate the engine's flags now (errors name the flag)
+    except RunnerOptionError as err:
+        ap.error(str(err))
     return cfg, beam_args, args
+
+
+def _add_runner_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("runner (README: Running on a cluster)")
+    g.add_argument(
+        "--runner",
+        default="direct",
+        help=f"one of {', '.join(RUNNERS)} (default direct: in process); any other value is a Beam runner "
+        "name or dotted path handed to Beam as --runner",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="direct-mp: worker processes (default 2); dask without --dask-address: processes of the local "
+        "cluster (default 2); spark/flink: SDK worker processes per node",
+    )
+    g.add_argument("--dask-address", help="dask scheduler HOST:PORT (default: start a local cluster)")
+    g.add_argument("--project", help="dataflow: Google Cloud project")
+    g.add_argument("--region", help="dataflow: region, e.g. us-central1")
+    g.add_argument("--temp-location", help="dataflow: gs:// temp location")
+    g.add_argument("--staging-location", help="dataflow: gs:// staging location (default TEMP/staging)")
+    g.add_argument("--image", help="dataflow/spark/flink: worker container image (docker/Dockerfile.worker)")
+    g.add_argument("--machine-type", default=None, help="dataflow: worker machine type (default n2-standard-4)")
+    g.add_argument("--max-workers", type=int, default=None, help="dataflow: max workers (default 10)")
+    g.add_argument("--job-name", help="dataflow: job name")
+    g.add_argument("--service-account", help="dataflow: worker service account e-mail")
+    g.add_argument("--job-endpoint", help="spark/flink: Beam job server HOST:PORT (PortableRunner)")
+    g.add_argument("--spark-master", help="spark: spark://HOST:PORT (SparkRunner; starts its own job server)")
+    g.add_argument("--flink-master", help="flink: HOST:PORT (FlinkRunner; starts its own job server)")
+    g.add_argument("--flink-version", help="flink: Flink version of the job server (FlinkRunner)")
+
+
+def engine_args(args: argparse.Namespace, dask_address: str | None = None) -> list[str]:
+    """The Beam options of the engine picked on the command line (see pipeline.runners.runner_options)."""
+    if args.runner not in RUNNERS:
+        return [f"--runner={args.runner}"]
+    workers = args.workers
+    if args.runner == "direct-mp" and workers is None:
+        workers = 2
+    return runner_options(
+        args.runner,
+        workers=workers,
+        dask_address=dask_address or args.dask_address,
+        project=args.project,
+        region=args.region,
+        temp_location=args.temp_location,
+        staging_location=args.staging_location,
+        image=args.image,
+        machine_type=args.machine_type,
+        max_workers=args.max_workers,
+        job_name=args.job_name,
+        service_account=args.service_account,
+        job_endpoint=args.job_endpoint,
+        spark_master=args.spark_master,
+        flink_master=args.flink_master,
+        flink_version=args.flink_version,
+    )
+
+
+@contextlib.contextmanager
+def local_dask_cluster(n_workers: int) -> Iterator[str]:
+    """A dask.distributed LocalCluster of n worker processes (one thread each) for this build; yields its address."""
+    from dask.distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    try:
+        logging.getLogger(__name__).info("local dask cluster %s, %d workers", cluster.scheduler_address, n_workers)
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
 
 
 class ReleaseLayoutError(FileNotFoundError):
@@ -221,10 +308,14 @@ def summary(stats: dict, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    cfg, beam_args, _ = parse_args(argv)
+    cfg, beam_args, args = parse_args(argv)
     started = time.monotonic()
     try:
-        stats = run(cfg, beam_args)
+        if args.runner == "dask" and not args.dask_address:
+            with local_dask_cluster(args.workers or 2) as address:
+                stats = run(cfg, engine_args(args, address) + beam_args)
+        else:
+            stats = run(cfg, engine_args(args) + beam_args)
     except ReleaseLayoutError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -242,53 +242,28 @@ def _samples(take: TakePlan, clips: dict, fmt: OutputFormat, failures: list[Fail
     """(sample, manifest row) for every planned sample whose clips exist; a failure record for every other."""
     t = take.take
     frames = fmt.clip.kind == "frames"
+
+    def lost(reason: str, scope: str, n: NarrationPlan, cam_id: str = "", key: str = "") -> None:
+        failures.append(
+            Failure(
+                reason, scope, t.split, t.take_uid, t.take_name, cam_id, n.narration.source_id, key or n.key
+            )
+        )
+
     for n in take.narrations:
         ego = clips.get(n.ego.cam_id, {}).get(n.key)
         if ego is None:
-            failures.append(
-                Failure(
-                    "no ego clip",
-                    "narration",
-                    t.split,
-                    t.take_uid,
-                    t.take_name,
-                    n.ego.cam_id,
-                    n.narration.source_id,
-                    n.key,
-                )
-            )
+            lost("no ego clip", "narration", n, n.ego.cam_id)
             continue
         exos = {}
         for e in n.exos:
             clip = clips.get(e.cam_id, {}).get(n.key)
             if clip is None:
-                failures.append(
-                    Failure(
-                        "no exo clip",
-                        "pair",
-                        t.split,
-                        t.take_uid,
-                        t.take_name,
-                        e.cam_id,
-                        n.narration.source_id,
-                        f"{n.key}-{e.cam_id}",
-                    )
-                )
+                lost("no exo clip", "pair", n, e.cam_id, f"{n.key}-{e.cam_id}")
             else:
                 exos[e.cam_id] = clip
         if not exos:
-            failures.append(
-                Failure(
-                    "no exo clip",
-                    "narration",
-                    t.split,
-                    t.take_uid,
-                    t.take_name,
-                    "",
-                    n.narration.source_id,
-                    n.key,
-                )
-            )
+            lost("no exo clip", "narration", n)
             continue
         kept = [e for e in n.exos if e.cam_id in exos]
         cams = [e.cam_id for e in kept]
