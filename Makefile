@@ -8,9 +8,17 @@ EGOEXO4D_ROOT ?=
 OUT ?= data/egoexoclip
 SAMPLE ?= data/sample_release
 RUNNER ?= direct
+WORKERS ?=
 ARGS ?=
+# Cluster submission (README: Running on a cluster); EGOEXO4D_ROOT and OUT must then be gs:// or s3:// paths.
+PROJECT ?=
+REGION ?=
+BUCKET ?=
+IMAGE ?=
+SPARK_JOB_ENDPOINT ?=
+WORKERS_ARG := $(if $(strip $(WORKERS)),--workers $(WORKERS),)
 
-.PHONY: venv build-egoexoclip sample-release test lint clean train bench-loader bench-train
+.PHONY: venv build-egoexoclip sample-release test lint clean train bench-loader bench-train bench submit-dataflow submit-spark
 
 venv: $(STAMP)
 
@@ -27,13 +35,33 @@ sample-release: $(STAMP)
 	$(PY) -m pipeline.sample_release --out $(SAMPLE)
 
 # With no EGOEXO4D_ROOT: generate the bundled sample release and build from it.
+# RUNNER=direct (in process), direct-mp (WORKERS processes, default 2), dask (a local dask.distributed cluster of
+# WORKERS processes, default 2, started and closed by the build; ARGS="--dask-address HOST:PORT" for a running one).
 build-egoexoclip: $(STAMP)
 ifeq ($(strip $(EGOEXO4D_ROOT)),)
 	$(PY) -m pipeline.sample_release --out $(SAMPLE)
-	$(PY) -m pipeline.egoexoclip --root $(SAMPLE) --out $(OUT) --runner $(RUNNER) $(ARGS)
+	$(PY) -m pipeline.egoexoclip --root $(SAMPLE) --out $(OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 else
-	$(PY) -m pipeline.egoexoclip --root $(EGOEXO4D_ROOT) --out $(OUT) --runner $(RUNNER) $(ARGS)
+	$(PY) -m pipeline.egoexoclip --root $(EGOEXO4D_ROOT) --out $(OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 endif
+
+# Google Cloud Dataflow: make submit-dataflow PROJECT=p REGION=us-central1 BUCKET=gs://b IMAGE=REGISTRY/exo2ego-worker:TAG \
+#   EGOEXO4D_ROOT=gs://b/egoexo4d OUT=gs://b/egoexoclip [ARGS="--max-workers 50 --machine-type n2-standard-8"]
+# IMAGE is docker/Dockerfile.worker. The driver gets Beam's GCP/AWS extras (requirements-cloud.txt) first.
+CLOUD_STAMP := $(VENV)/.installed-cloud
+$(CLOUD_STAMP): $(STAMP) requirements-cloud.txt
+	$(PY) -m pip install --quiet -r requirements-cloud.txt
+	touch $(CLOUD_STAMP)
+
+submit-dataflow: $(CLOUD_STAMP)
+	$(PY) -m pipeline.egoexoclip --root "$(EGOEXO4D_ROOT)" --out "$(OUT)" --runner dataflow \
+	  --project="$(PROJECT)" --region="$(REGION)" --temp-location="$(BUCKET)/tmp" --image="$(IMAGE)" $(ARGS)
+
+# Spark through a Beam Spark job server (PortableRunner): make submit-spark SPARK_JOB_ENDPOINT=host:8099 \
+#   IMAGE=REGISTRY/exo2ego-worker:TAG EGOEXO4D_ROOT=s3://b/egoexo4d OUT=s3://b/egoexoclip
+submit-spark: $(CLOUD_STAMP)
+	$(PY) -m pipeline.egoexoclip --root "$(EGOEXO4D_ROOT)" --out "$(OUT)" --runner spark \
+	  --job-endpoint="$(SPARK_JOB_ENDPOINT)" --image="$(IMAGE)" $(WORKERS_ARG) $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check pipeline exo2ego_model tests
@@ -54,6 +82,11 @@ train: $(STAMP)
 	  echo "no GPU: running the CPU smoke configuration (configs/smoke/run.yaml) on $(OUT)"; \
 	  $(PY) -m exo2ego_model.train --config configs/smoke/run.yaml $(STAGE_ARG); \
 	fi
+
+# Extraction vs the codec limit on generated 3.5-min takes (cached in data/bench/), naive per-clip ffmpeg, memory,
+# x264 preset table: prints a table, writes data/bench/bench.json (~10 min on 2 cores; +3 min the first time).
+bench: $(STAMP)
+	$(PY) -m pipeline.bench $(ARGS)
 
 bench-loader: $(STAMP)
 	$(PY) -m exo2ego_model.bench_loader $(ARGS)

@@ -179,6 +179,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[BuildConfig, list[str], a
         )
     except ValueError as err:
         ap.error(str(err))
+    if args.workers is not None and args.workers < 1:
+        ap.error(f"--workers={args.workers}: must be >= 1")
     try:
         if args.runner in RUNNERS:
             check_io_paths(args.runner, cfg.root, cfg.out)
