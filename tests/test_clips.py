@@ -222,6 +222,34 @@ def test_mp4_clips_are_deterministic(mp4_runs):
     assert [c.data for c in a] == [c.data for c in b]
 
 
+def test_decoder_thread_count_does_not_change_bytes(mp4_runs, videos, tmp_path, monkeypatch):
+    """Extraction decodes on one thread (cheaper per frame, see make bench); the bytes match ffmpeg's auto threads."""
+    assert extract_mod.DECODE_THREADS == 1
+    monkeypatch.setattr(extract_mod, "DECODE_THREADS", 0)  # 0: ffmpeg picks (frame threads)
+    auto = list(extract_clips(videos["gp"], MP4_REQUESTS, ClipFormat(), workdir=str(tmp_path)))
+    assert [c.data for c in auto] == [c.data for c in mp4_runs[0][0]]
+
+
+@pytest.mark.parametrize("kind", ["mp4", "frames"])
+def test_keep_dir_hands_out_files(mp4_runs, videos, tmp_path, kind):
+    """keep_dir: the same outputs as files the caller owns, nothing read into memory, the temp dir removed."""
+    fmt = ClipFormat() if kind == "mp4" else ClipFormat(kind="frames", n_frames=8, size=224)
+    wd, keep = tmp_path / "wd", tmp_path / "keep"
+    clips = list(extract_clips(videos["gp"], MP4_REQUESTS, fmt, workdir=str(wd), keep_dir=str(keep)))
+    assert os.listdir(wd) == []
+    assert all(c.data is None and c.frames == () and c.paths for c in clips)
+    if kind == "mp4":
+        in_memory = [c.data for c in mp4_runs[0][0]]
+        assert [open(c.paths[0], "rb").read() for c in clips] == in_memory  # noqa: SIM115
+        assert clips[0].paths == clips[4].paths  # identical windows share one file
+    else:
+        ref = list(extract_clips(videos["gp"], MP4_REQUESTS, fmt, workdir=str(tmp_path / "ref")))
+        for c, r in zip(clips, ref, strict=True):
+            assert len(c.paths) == 8 and c.source_frames == r.source_frames
+            assert tuple(open(p, "rb").read() for p in c.paths) == r.frames  # noqa: SIM115
+    assert len(os.listdir(keep)) == len({p for c in clips for p in c.paths})
+
+
 def test_mp4_long_graph_goes_through_file(videos, tmp_path, monkeypatch):
     monkeypatch.setattr(extract_mod, "_MAX_INLINE_GRAPH", 0)  # force `-/filter_complex <file>`
     reqs = [ClipRequest(f"w{i}", i, i + 3) for i in range(0, 60, 2)]  # 30 windows, 2 lanes

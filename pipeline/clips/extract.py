@@ -44,6 +44,9 @@ X264_PRESETS = (
 _MAX_INLINE_GRAPH = 32_000
 # Output options that make bytes depend only on input + settings (no version strings, dates, metadata).
 _BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1", "-map_chapters", "-1"]
+# H.264 decoding on one thread: frame threading costs ~10-20% more CPU per frame (make bench), and workers get
+# their parallelism from concurrent views / shards. Decoding is bit-exact at any thread count. 0 = ffmpeg's auto.
+DECODE_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Clip:
     data: bytes | None = None  # mp4 bytes (mp4 mode)
     frames: tuple[bytes, ...] = ()  # JPEG bytes (frames mode)
     source_frames: tuple[int, ...] = field(default=())  # source frame index of each output frame
+    paths: tuple[str, ...] = ()  # with extract_clips(keep_dir=...): the files instead of data/frames
 
 
 def _is_int(v) -> bool:
@@ -113,6 +117,7 @@ def extract_clips(
     workdir: str,
     timeout_s: float = 600,
     info: VideoInfo | None = None,
+    keep_dir: str | None = None,
 ) -> Iterator[Clip]:
     """Yield one Clip per request, in request order.
 
@@ -120,6 +125,11 @@ def extract_clips(
     verification failures -> ExtractionError, all before the first clip); the iterator then reads outputs one
     at a time from a per-call temp directory under `workdir`, deleting them as it goes, and removes the
     directory when exhausted or closed. Pass `info` from an earlier probe_video to skip probing.
+
+    With `keep_dir`, nothing is read into memory: the verified outputs are moved (renamed) into `keep_dir`,
+    which then belongs to the caller, and each Clip carries `paths` (one mp4, or its JPEGs in order; identical
+    windows and shared frames point to the same file) with `data=None`, `frames=()`. Use it to keep memory
+    flat in video length without writing every clip a second time.
     """
     requests = list(requests)
     if info is None:
@@ -132,12 +142,40 @@ def extract_clips(
     try:
         if fmt.kind == "mp4":
             files = _run_mp4(src, requests, fmt, info, tmp, timeout_s)
+            if keep_dir is not None:
+                return _kept(requests, files, fmt, tmp, keep_dir)
             return _yield_mp4(requests, files, tmp)
         files = _run_frames(src, requests, fmt, info, tmp, timeout_s)
+        if keep_dir is not None:
+            return _kept(requests, files, fmt, tmp, keep_dir)
         return _yield_frames(requests, files, fmt, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _kept(requests, files: dict, fmt: ClipFormat, tmp: str, keep_dir: str) -> Iterator[Clip]:
+    """Move every output into keep_dir (a rename on one filesystem) and hand out paths, not bytes."""
+    os.makedirs(keep_dir, exist_ok=True)
+    moved: dict = {}
+
+    def keep(key) -> str:
+        if key not in moved:
+            dst = os.path.join(keep_dir, os.path.basename(tmp) + "-" + os.path.basename(files[key]))
+            shutil.move(files[key], dst)
+            moved[key] = dst
+        return moved[key]
+
+    clips = []
+    for r in requests:
+        if fmt.kind == "mp4":
+            key = (r.start_frame, r.end_frame)
+            clips.append(Clip(r.clip_id, "mp4", paths=(keep(key),), source_frames=tuple(range(*key))))
+        else:
+            idx = plan.sample_frame_indices(r.start_frame, r.end_frame, fmt.n_frames)
+            clips.append(Clip(r.clip_id, "frames", paths=tuple(map(keep, idx)), source_frames=tuple(idx)))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return iter(clips)
 
 
 def _graph_args(graph: str, tmp: str) -> list[str]:
@@ -147,6 +185,10 @@ def _graph_args(graph: str, tmp: str) -> list[str]:
     with open(path, "w") as f:
         f.write(graph)
     return ["-/filter_complex", path]  # ffmpeg >= 7: "-/opt file" reads the option value from a file
+
+
+def _decoder_args() -> list[str]:
+    return ["-threads", str(DECODE_THREADS)]
 
 
 def _check_clean(src: str, stderr: str) -> None:
@@ -161,7 +203,7 @@ def _run_mp4(src, requests, fmt: ClipFormat, info: VideoInfo, tmp: str, timeout_
     windows = sorted({(r.start_frame, r.end_frame) for r in requests})
     lanes = [[windows[i] for i in lane] for lane in plan.assign_lanes(windows)]
     graph = plan.mp4_filtergraph(lanes, info.fps_fraction)
-    args = ["-loglevel", "level+error", "-nostats", "-i", src, *_graph_args(graph, tmp)]
+    args = ["-loglevel", "level+error", "-nostats", *_decoder_args(), "-i", src, *_graph_args(graph, tmp)]
     for k, lane in enumerate(lanes):
         starts = plan.lane_segment_starts(lane)
         length = starts[-1] + lane[-1][1] - lane[-1][0]
@@ -227,7 +269,7 @@ def _run_frames(src, requests, fmt: ClipFormat, info: VideoInfo, tmp: str, timeo
     )
     out_w, out_h = plan.scaled_size(info.width, info.height, fmt.size)
     args = [
-        "-loglevel", "level+error", "-nostats", "-i", src,
+        "-loglevel", "level+error", "-nostats", *_decoder_args(), "-i", src,
         *_graph_args(plan.frames_filtergraph(needed, out_w, out_h), tmp),
         "-map", "[f]", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
         "-c:v", "mjpeg", "-q:v", str(fmt.jpeg_quality), "-pix_fmt", "yuvj420p", *_BITEXACT,
@@ -241,8 +283,9 @@ def _run_frames(src, requests, fmt: ClipFormat, info: VideoInfo, tmp: str, timeo
         path = os.path.join(tmp, f"f_{k:07d}.jpg")
         size = None
         if os.path.exists(path):
-            with open(path, "rb") as f:
-                size = jpeg_size(f.read(1 << 16))
+            with open(path, "rb") as f:  # the SOF sits in the first few hundred bytes of an ffmpeg JPEG
+                head = f.read(1 << 12)
+                size = jpeg_size(head) or jpeg_size(head + f.read(1 << 16))
         if size != (out_w, out_h):
             raise ExtractionError(src, FRAME_COUNT_MISMATCH, f"frame {index}: output {path} is {size}")
         files[index] = path
