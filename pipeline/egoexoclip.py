@@ -212,7 +212,9 @@ def _add_runner_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--temp-location", help="dataflow: gs:// temp location")
     g.add_argument("--staging-location", help="dataflow: gs:// staging location (default TEMP/staging)")
     g.add_argument("--image", help="dataflow/spark/flink: worker container image (docker/Dockerfile.worker)")
-    g.add_argument("--machine-type", default=None, help="dataflow: worker machine type (default n2-standard-4)")
+    g.add_argument(
+        "--machine-type", default=None, help="dataflow: worker machine type (default n2-standard-4)"
+    )
     g.add_argument("--max-workers", type=int, default=None, help="dataflow: max workers (default 10)")
     g.add_argument("--job-name", help="dataflow: job name")
     g.add_argument("--service-account", help="dataflow: worker service account e-mail")
@@ -254,11 +256,11 @@ def local_dask_cluster(n_workers: int) -> Iterator[str]:
     """A dask.distributed LocalCluster of n worker processes (one thread each) for this build; yields its address."""
     from dask.distributed import LocalCluster
 
-    cluster = LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
-    )
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
     try:
-        logging.getLogger(__name__).info("local dask cluster %s, %d workers", cluster.scheduler_address, n_workers)
+        logging.getLogger(__name__).info(
+            "local dask cluster %s, %d workers", cluster.scheduler_address, n_workers
+        )
         yield cluster.scheduler_address
     finally:
         cluster.close()

@@ -66,6 +66,8 @@ class VideoMeta:
     fps: float
     width: int
     height: int
+    fps_fraction: str = "30/1"  # exact rate, as the extractor needs it (probed once, reused at extraction)
+    codec: str = ""
 
 
 @dataclass(frozen=True)

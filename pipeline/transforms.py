@@ -131,7 +131,9 @@ class ProbeViewsFn(beam.DoFn):
         for view in take.views:
             try:
                 info = _probe(view.path, self.timeout_s)
-                videos[view.cam_id] = VideoMeta(info.n_frames, info.fps, info.width, info.height)
+                videos[view.cam_id] = VideoMeta(
+                    info.n_frames, info.fps, info.width, info.height, info.fps_fraction, info.codec
+                )
             except ExtractionError as err:
                 yield _failure(
                     err.reason,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import shards
-from pipeline.clips import ClipFormat, ClipRequest, ExtractionError, extract_clips
+from pipeline.clips import ClipFormat, ClipRequest, ExtractionError, VideoInfo, extract_clips
 from pipeline.localize import local_copy
 from pipeline.plan import Failure, NarrationPlan, ShardPlan, TakePlan, ViewClip
 
@@ -129,17 +129,6 @@ class SpilledClip:
         return blobs[0] if self.kind == "mp4" else tuple(blobs)
 
 
-def _spill(clip, directory: str) -> SpilledClip:
-    blobs = [clip.data] if clip.kind == "mp4" else list(clip.frames)
-    paths = []
-    for i, blob in enumerate(blobs):
-        path = os.path.join(directory, f"{clip.clip_id}.{i:03d}")
-        with open(path, "wb") as f:
-            f.write(blob)
-        paths.append(path)
-    return SpilledClip(clip.kind, tuple(paths))
-
-
 def _extract_take(
     take: TakePlan, fmt: OutputFormat, workdir: str
 ) -> tuple[dict[str, dict[str, SpilledClip]], list[Failure]]:
@@ -154,12 +143,22 @@ def _extract_take(
     def run(cam_id: str):
         view_dir = tempfile.mkdtemp(prefix=f"{cam_id}-", dir=workdir)
         clip_dir = tempfile.mkdtemp(prefix=f"{cam_id}-clips-", dir=workdir)
+        meta = take.videos[cam_id]
+        # the probe of the planning stage is reused: no second pass over the file
+        info = VideoInfo(meta.n_frames, meta.fps, meta.fps_fraction, meta.width, meta.height, meta.codec)
         try:
             with local_copy(paths[cam_id], workdir) as src:
+                # keep_dir: clips stay on this worker's disk (flat memory), handed over without a copy
                 clips = extract_clips(
-                    src, requests[cam_id], fmt.clip, workdir=view_dir, timeout_s=fmt.decode_timeout_s
+                    src,
+                    requests[cam_id],
+                    fmt.clip,
+                    workdir=view_dir,
+                    timeout_s=fmt.decode_timeout_s,
+                    info=info,
+                    keep_dir=clip_dir,
                 )
-                return cam_id, {c.clip_id: _spill(c, clip_dir) for c in clips}, None
+                return cam_id, {c.clip_id: SpilledClip(c.kind, c.paths) for c in clips}, None
         except ExtractionError as err:
             return cam_id, {}, err
 
