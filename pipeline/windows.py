@@ -18,14 +18,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from pipeline.release import RecordError
+
 WINDOW_RULES = ("egoclip", "fixed")
 
 
-class WindowError(ValueError):
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+class WindowError(RecordError):
+    """A narration's window cannot be cut from the video (`reason`, `detail` as for any unusable record)."""
 
 
 @dataclass(frozen=True)
