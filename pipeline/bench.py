@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -140,21 +140,31 @@ def raw_input(w: int, h: int) -> list[str]:
     return ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-r", str(FPS), "-i", "pipe:0"]
 
 
-def window_frames(src: str, windows: Sequence[tuple[int, int]], w: int, h: int):
-    """Raw frames of every window back to back (overlapping windows repeat frames), each source frame decoded once."""
-    needed = sorted({i for a, b in windows for i in range(a, b)})
+def window_frames(src: str, windows: Sequence[tuple[int, int]], w: int, h: int, *, extra: Iterable[int] = (),
+                  on_decoded=None):
+    """Raw frames of every window back to back (overlapping windows repeat frames), each source frame decoded once.
+    `extra` frames are decoded too; `on_decoded(index, data)` sees every decoded frame exactly once."""
+    needed = sorted({i for a, b in windows for i in range(a, b)} | set(extra))
     frames = decoded_frames(src, needed, w, h)
     buf: dict[int, bytes] = {}
+
+    def pull() -> None:
+        j, data = next(frames)
+        if on_decoded:
+            on_decoded(j, data)
+        buf[j] = data
+
     for k, (a, b) in enumerate(windows):
         for i in range(a, b):
             while i not in buf:
-                j, data = next(frames)
-                buf[j] = data
+                pull()
             yield buf[i]
         nxt = windows[k + 1][0] if k + 1 < len(windows) else b
         for j in [j for j in buf if j < nxt]:
             del buf[j]
-    frames.close()
+    for j, data in frames:  # extra frames past the last window
+        if on_decoded:
+            on_decoded(j, data)
 
 
 def _mp4_encoder(view: dict, windows: list[tuple[int, int]], fmt: ClipFormat, d: str) -> list[str]:
@@ -175,28 +185,19 @@ def encode_only(view: dict, windows: list[tuple[int, int]], jpeg_idx: list[int],
     """Encoder CPU of exactly the output frames: x264 over every window back to back (keyframe at each start),
     and scale + mjpeg of every output JPEG. One unmeasured decoder feeds both (each source frame decoded once)."""
     want = set(jpeg_idx)
-    needed = sorted({i for a, b in windows for i in range(a, b)} | want)
     with tempfile.TemporaryDirectory() as d, tempfile.TemporaryFile() as ea, tempfile.TemporaryFile() as eb:
         t0 = time.perf_counter()
         procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
                  for cmd, err in ((_mp4_encoder(view, windows, mp4_fmt, d), ea), (_jpeg_encoder(view, frames_fmt), eb))]  # fmt: skip
         mp4_in, jpg_in = procs[0].stdin, procs[1].stdin
-        frames = decoded_frames(view["path"], needed, view["width"], view["height"])
-        buf: dict[int, bytes] = {}
-        for k, (a, b) in enumerate(windows):
-            for i in range(a, b):
-                while i not in buf:
-                    j, data = next(frames)
-                    buf[j] = data
-                    if j in want:
-                        jpg_in.write(data)
-                mp4_in.write(buf[i])
-            nxt = windows[k + 1][0] if k + 1 < len(windows) else b
-            for j in [j for j in buf if j < nxt]:
-                del buf[j]
-        for j, data in frames:  # sampled frames past the last window's end cannot exist; drain anyway
+
+        def to_jpeg(j: int, data: bytes) -> None:
             if j in want:
                 jpg_in.write(data)
+
+        for data in window_frames(view["path"], windows, view["width"], view["height"], extra=want,
+                                  on_decoded=to_jpeg):  # fmt: skip
+            mp4_in.write(data)
         mp4_in.close()
         jpg_in.close()
         return _reap(procs[0], t0, ea), _reap(procs[1], t0, eb)
