@@ -68,10 +68,9 @@ def reference(sample_root, tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------------------------ real builds
 
 
-def test_dask_build_from_the_cli_is_byte_identical(sample_root, reference, tmp_path):
-    """`--runner dask` with no address: the CLI starts a LocalCluster of 2 worker processes, builds, closes it."""
-    out = tmp_path / "dask"
-    argv = [
+def _cli_args(sample_root: str, out: Path) -> list[str]:
+    """The CLI arguments of the reference build's options."""
+    return [
         "--root",
         sample_root,
         "--out",
@@ -81,7 +80,12 @@ def test_dask_build_from_the_cli_is_byte_identical(sample_root, reference, tmp_p
         "--max-samples-per-shard",
         str(SHARD),
     ]
-    assert main([*argv, "--runner", "dask", "--workers", "2"]) == 0
+
+
+def test_dask_build_from_the_cli_is_byte_identical(sample_root, reference, tmp_path):
+    """`--runner dask` with no address: the CLI starts a LocalCluster of 2 worker processes, builds, closes it."""
+    out = tmp_path / "dask"
+    assert main([*_cli_args(sample_root, out), "--runner", "dask", "--workers", "2"]) == 0
     _assert_same(out, reference)
 
 
@@ -138,19 +142,7 @@ def test_killing_a_dask_worker_mid_build_still_gives_the_same_output(sample_root
 
 def test_interrupted_direct_build_resumes_to_the_same_output(sample_root, reference, tmp_path):
     out = tmp_path / "resume"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline.egoexoclip",
-        "--root",
-        sample_root,
-        "--out",
-        str(out),
-        "--splits",
-        "val",
-        "--max-samples-per-shard",
-        str(SHARD),
-    ]
+    cmd = [sys.executable, "-m", "pipeline.egoexoclip", *_cli_args(sample_root, out)]
     proc = subprocess.Popen(
         cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
