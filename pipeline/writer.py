@@ -229,10 +229,6 @@ def _row(key: str, meta: dict, exo: ViewClip | None, ego_bytes: int, exo_bytes: 
     }
 
 
-def _clip_payload(clip: SpilledClip) -> bytes | tuple[bytes, ...]:
-    return clip.payload()
-
-
 def _n_bytes(payload: bytes | tuple[bytes, ...]) -> int:
     return len(payload) if isinstance(payload, bytes) else sum(map(len, payload))
 
@@ -266,11 +262,11 @@ def _samples(take: TakePlan, clips: dict, fmt: OutputFormat, failures: list[Fail
             continue
         kept = [e for e in n.exos if e.cam_id in exos]
         cams = [e.cam_id for e in kept]
-        ego_data = _clip_payload(ego)
+        ego_data = ego.payload()
         ego_bytes = _n_bytes(ego_data)
         if fmt.layout == "moments":
             meta = _meta(take, n, None, kept)
-            exo_data = {c: _clip_payload(exos[c]) for c in cams}
+            exo_data = {c: exos[c].payload() for c in cams}
             sample = (shards.pack_moment_frames if frames else shards.pack_moment)(
                 n.key, ego_data, exo_data, n.narration.text, meta
             )
@@ -280,7 +276,7 @@ def _samples(take: TakePlan, clips: dict, fmt: OutputFormat, failures: list[Fail
         for exo in kept:
             key = f"{n.key}-{exo.cam_id}"
             meta = _meta(take, n, exo, kept)
-            exo_data = _clip_payload(exos[exo.cam_id])
+            exo_data = exos[exo.cam_id].payload()
             sample = (shards.pack_pair_frames if frames else shards.pack_pair)(
                 key, ego_data, exo_data, n.narration.text, meta
             )
