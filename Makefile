@@ -32,14 +32,14 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 sample-release: $(STAMP)
-	$(PY) -m pipeline.sample_release --out $(SAMPLE)
+	$(PY) -m pipeline.egoexoclip.sample_release --out $(SAMPLE)
 
 # With no EGOEXO4D_ROOT: generate the bundled sample release and build from it.
 # RUNNER=direct (in process), direct-mp (WORKERS processes, default 2), dask (a local dask.distributed cluster of
 # WORKERS processes, default 2, started and closed by the build; ARGS="--dask-address HOST:PORT" for a running one).
 build-egoexoclip: $(STAMP)
 ifeq ($(strip $(EGOEXO4D_ROOT)),)
-	$(PY) -m pipeline.sample_release --out $(SAMPLE)
+	$(PY) -m pipeline.egoexoclip.sample_release --out $(SAMPLE)
 	$(PY) -m pipeline.egoexoclip --root $(SAMPLE) --out $(OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 else
 	$(PY) -m pipeline.egoexoclip --root $(EGOEXO4D_ROOT) --out $(OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
@@ -86,7 +86,7 @@ train: $(STAMP)
 # Extraction vs the codec limit on generated 3.5-min takes (cached in data/bench/), naive per-clip ffmpeg, memory,
 # x264 preset table: prints a table, writes data/bench/bench.json (~10 min on 2 cores; +3 min the first time).
 bench: $(STAMP)
-	$(PY) -m pipeline.bench $(ARGS)
+	$(PY) -m pipeline.egoexoclip.bench $(ARGS)
 
 bench-loader: $(STAMP)
 	$(PY) -m exo2ego_model.bench_loader $(ARGS)

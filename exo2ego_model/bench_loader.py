@@ -31,7 +31,7 @@ def bundled_shards(tmp: str) -> str:
     out = DEFAULT_BUILD
     if not sorted(out.glob("egoexoclip-train-*.tar")):
         from pipeline.egoexoclip import BuildConfig, run
-        from pipeline.sample_release import generate_release
+        from pipeline.egoexoclip.sample_release import generate_release
 
         root = generate_release(Path(tmp) / "release")
         out = Path(tmp) / "egoexoclip"

@@ -1,4 +1,4 @@
-"""pipeline.clips against real ffmpeg: every output frame is identified by its framecode stamp."""
+"""pipeline.core.clips against real ffmpeg: every output frame is identified by its framecode stamp."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.clips import (
+from pipeline.core.clips import (
     ClipFormat,
     ClipRequest,
     ExtractionError,
@@ -22,8 +22,8 @@ from pipeline.clips import (
     read_frames,
     sample_frame_indices,
 )
-from pipeline.clips import extract as extract_mod
-from pipeline.clips.plan import (
+from pipeline.core.clips import extract as extract_mod
+from pipeline.core.clips.plan import (
     assign_lanes,
     lane_segment_starts,
     membership_expr,
@@ -32,7 +32,7 @@ from pipeline.clips.plan import (
     scaled_size,
     to_union_numbering,
 )
-from pipeline.framecode import decode_frame
+from pipeline.core.framecode import decode_frame
 
 GP, ARIA = 21, 1  # camera codes stamped into the two test videos
 
@@ -43,7 +43,7 @@ def _make_video(path, cam, n, w, h):
            "-r", "30", "-i", "pipe:0", "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={n / 30}",
            "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
            "-g", "250", "-c:a", "aac", str(path)]  # fmt: skip
-    from pipeline.framecode import encode_frame
+    from pipeline.core.framecode import encode_frame
 
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     for i in range(n):

@@ -9,11 +9,11 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to, is_not_empty
 
-from pipeline.composites import AssignShards, PlanClips, ReadNarrations, ReadTakes
-from pipeline.plan import TakePlan, VideoMeta
-from pipeline.release import Narration, NarrationFilters, Take, View
-from pipeline.sample_release import SAMPLE_TAKES
-from pipeline.windows import FrameOffsets, WindowRule
+from pipeline.egoexoclip.composites import AssignShards, PlanClips, ReadNarrations, ReadTakes
+from pipeline.egoexoclip.plan import TakePlan, VideoMeta
+from pipeline.egoexoclip.release import Narration, NarrationFilters, Take, View
+from pipeline.egoexoclip.sample_release import SAMPLE_TAKES
+from pipeline.egoexoclip.windows import FrameOffsets, WindowRule
 
 
 def test_read_takes_selects_takes_with_usable_ego_and_exo(sample_root):
@@ -115,7 +115,7 @@ def test_plan_clips_uses_the_global_alpha():
 
 
 def test_assign_shards_never_splits_a_take_and_bounds_sample_counts():
-    from pipeline.plan import plan_take
+    from pipeline.egoexoclip.plan import plan_take
 
     plans = []
     for k, n in enumerate([5, 3, 4, 1]):

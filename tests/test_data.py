@@ -19,10 +19,10 @@ from exo2ego_model.config import DataConfig
 from exo2ego_model.data import IGNORE_INDEX, SampleError, make_collate, make_loader, tokenize_conversation
 from exo2ego_model.tiny import tiny_tokenizer
 from exo2ego_model.video import decode_clip, normalize, uniform_indices
-from pipeline.clips import ClipFormat
+from pipeline.core.clips import ClipFormat
+from pipeline.core.framecode import camera_code, decode_frame
 from pipeline.egoexoclip import BuildConfig, run
-from pipeline.framecode import camera_code, decode_frame
-from pipeline.writer import OutputFormat
+from pipeline.egoexoclip.writer import OutputFormat
 
 FAST = dict(n_frames=1, image_size=16)  # counting tests: the clips are decoded, but small
 

@@ -13,10 +13,10 @@ import decord
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.framecode import camera_code, decode_frame
-from pipeline.sample_release import SAMPLE_TAKES
-from pipeline.shards import read_tar_samples
-from pipeline.windows import dataset_alpha, take_beta
+from pipeline.core.framecode import camera_code, decode_frame
+from pipeline.core.shards import read_tar_samples
+from pipeline.egoexoclip.sample_release import SAMPLE_TAKES
+from pipeline.egoexoclip.windows import dataset_alpha, take_beta
 from tests.conftest import build
 
 TAKES = {t.name: t for t in SAMPLE_TAKES}

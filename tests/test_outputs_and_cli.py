@@ -12,10 +12,10 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from pipeline.clips import sample_frame_indices
+from pipeline.core.clips import sample_frame_indices
+from pipeline.core.framecode import camera_code, decode_frame
+from pipeline.core.shards import read_tar_samples
 from pipeline.egoexoclip import main, parse_args
-from pipeline.framecode import camera_code, decode_frame
-from pipeline.shards import read_tar_samples
 from tests.conftest import build
 
 
@@ -98,8 +98,8 @@ def test_frames_format_moments_layout(sample_root, tmp_path):
 
 
 def _frames_moments():
-    from pipeline.clips import ClipFormat
-    from pipeline.writer import OutputFormat
+    from pipeline.core.clips import ClipFormat
+    from pipeline.egoexoclip.writer import OutputFormat
 
     return {"output": OutputFormat("moments", ClipFormat(kind="frames", n_frames=4, size=112))}
 

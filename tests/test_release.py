@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.release import (
+from pipeline.egoexoclip.release import (
     NarrationFilters,
     RecordError,
     join_under_root,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from apache_beam.io.localfilesystem import LocalFileSystem
 
-from pipeline.localize import is_local, local_copy
+from pipeline.core.localize import is_local, local_copy
 from tests.conftest import build
 
 SCHEME = "fakeremote"

@@ -32,8 +32,8 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.transforms import environments
 
+from pipeline.core.runners import RUNNERS, RunnerOptionError, runner_options, stable_hash
 from pipeline.egoexoclip import BuildConfig, build_pipeline, engine_args, main, parse_args, run
-from pipeline.runners import RUNNERS, RunnerOptionError, runner_options, stable_hash
 
 REPO = Path(__file__).resolve().parent.parent
 SHARD = 20
@@ -174,7 +174,7 @@ def test_runner_option_sets():
         "--direct_num_workers=3",
     ]
     assert runner_options("dask", dask_address="tcp://10.0.0.2:8786") == [
-        "--runner=pipeline.runners.DaskRunner",
+        "--runner=pipeline.core.runners.DaskRunner",
         "--dask_client_address=tcp://10.0.0.2:8786",
     ]
     df = runner_options(
@@ -246,7 +246,7 @@ def test_cli_maps_runner_flags_and_passes_the_rest_to_beam(capsys):
 
 
 def test_dask_group_hash_is_process_independent():
-    code = "from pipeline.runners import stable_hash; print(stable_hash(None), stable_hash('take-1'), stable_hash(('a', 1)))"
+    code = "from pipeline.core.runners import stable_hash; print(stable_hash(None), stable_hash('take-1'), stable_hash(('a', 1)))"
     env = {**os.environ, "PYTHONHASHSEED": "random"}
     outs = {
         subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO).stdout

@@ -13,8 +13,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from pipeline.framecode import MAX_FRAME_INDEX, camera_code, decode_frame
-from pipeline.sample_release import (
+from pipeline.core.framecode import MAX_FRAME_INDEX, camera_code, decode_frame
+from pipeline.egoexoclip.sample_release import (
     BAD_RECORDS,
     FPS,
     SAMPLE_TAKES,
@@ -220,7 +220,7 @@ def test_quirks(release):
 
 
 def test_frame_offsets_csv():
-    csv = Path(__file__).parents[1] / "pipeline/data/frame_offsets.csv"
+    csv = Path(__file__).parents[1] / "pipeline/egoexoclip/data/frame_offsets.csv"
     assert csv.read_text().splitlines() == ["take_name,cam_id,offset_frames", "indiana_bike_01_2,aria01,5"]
     assert {v.cam_id: v.offset_frames for v in TAKES["indiana_bike_01_2"].views}["aria01"] == 5
 

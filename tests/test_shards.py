@@ -1,4 +1,4 @@
-"""pipeline.shards: deterministic bytes, and the shards read back by tar, webdataset, wids and HF datasets."""
+"""pipeline.core.shards and pipeline.egoexoclip.samples: deterministic bytes, and the shards read back by tar, webdataset, wids and HF datasets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import subprocess
 import pytest
 from PIL import Image
 
-from pipeline import shards as S
+from pipeline.core import shards as S
+from pipeline.egoexoclip import samples as ES
 
 N_FRAMES = 4
 
@@ -22,7 +23,7 @@ def _jpeg(shade: int) -> bytes:
 
 
 def _meta(i: int, exo_cam: str = "cam01", exo_cams=("cam01",)) -> dict:
-    return S.pair_meta(
+    return ES.pair_meta(
         take_uid="uid-1",
         take_name="iiith_cooking_01_1",
         scenario="Cooking",
@@ -46,19 +47,19 @@ def _meta(i: int, exo_cam: str = "cam01", exo_cams=("cam01",)) -> dict:
 def _pairs(n: int, start: int = 0) -> list[dict]:
     out = []
     for i in range(start, start + n):
-        key = S.sample_key("iiith_cooking_01_1", i, "cam01")
+        key = ES.sample_key("iiith_cooking_01_1", i, "cam01")
         # "ünïcode" text exercises the utf-8 path; distinct bytes per sample catch member mix-ups
-        out.append(S.pack_pair(key, b"EGO" * (i + 1), b"EXO" * (i + 2), f"C cuts ünïon {i}", _meta(i)))
+        out.append(ES.pack_pair(key, b"EGO" * (i + 1), b"EXO" * (i + 2), f"C cuts ünïon {i}", _meta(i)))
     return out
 
 
 def _frame_pairs(n: int) -> list[dict]:
     out = []
     for i in range(n):
-        key = S.sample_key("iiith_cooking_01_1", i, "cam01")
+        key = ES.sample_key("iiith_cooking_01_1", i, "cam01")
         ego = [_jpeg(10 * i + f) for f in range(N_FRAMES)]
         exo = [_jpeg(200 - 10 * i - f) for f in range(N_FRAMES)]
-        out.append(S.pack_pair_frames(key, ego, exo, f"text {i}", _meta(i)))
+        out.append(ES.pack_pair_frames(key, ego, exo, f"text {i}", _meta(i)))
     return out
 
 
@@ -98,50 +99,50 @@ def pair_shards(tmp_path):
 
 
 def test_sample_key_format_and_rejections():
-    assert S.sample_key("take_1", 7) == "take_1-n00007"
-    assert S.sample_key("take_1", 7, "gp02") == "take_1-n00007-gp02"
+    assert ES.sample_key("take_1", 7) == "take_1-n00007"
+    assert ES.sample_key("take_1", 7, "gp02") == "take_1-n00007-gp02"
     for bad in [("take.1", 0, None), ("take", 0, "cam.01"), ("", 0, None), ("a/b", 0, None), ("t", -1, None)]:
         with pytest.raises(ValueError):
-            S.sample_key(*bad)
+            ES.sample_key(*bad)
 
 
 def test_pack_pair_members_and_canonical_json():
-    s = S.pack_pair("k-n00000-cam01", b"e", b"x", "héllo", {"b": 1, "a": "é"})
-    assert set(s) == {"__key__", *S.PAIR_MEMBERS}
+    s = ES.pack_pair("k-n00000-cam01", b"e", b"x", "héllo", {"b": 1, "a": "é"})
+    assert set(s) == {"__key__", *ES.PAIR_MEMBERS}
     assert s["txt"] == "héllo".encode()
     assert s["json"] == '{"a":"é","b":1}'.encode()
-    assert S.pack_pair("k", b"e", b"x", "t", {}, ego_ext="mkv").keys() >= {"ego.mkv", "exo.mp4"}
+    assert ES.pack_pair("k", b"e", b"x", "t", {}, ego_ext="mkv").keys() >= {"ego.mkv", "exo.mp4"}
     with pytest.raises(ValueError, match="None"):
-        S.pack_pair("k", b"e", b"x", "t", {"exo_cam": None})
+        ES.pack_pair("k", b"e", b"x", "t", {"exo_cam": None})
 
 
 def test_pair_meta_fills_defaults_and_fixes_types():
-    m = S.pair_meta(take_name="t", timestamp=3, exo_cam=None)
-    assert list(m) == list(S.META_FIELDS)
+    m = ES.pair_meta(take_name="t", timestamp=3, exo_cam=None)
+    assert list(m) == list(ES.META_FIELDS)
     assert m["timestamp"] == 3.0 and isinstance(m["timestamp"], float)
     assert m["exo_cam"] == "" and m["narration_index"] == -1 and m["fps"] == -1.0
     with pytest.raises(ValueError, match="unknown"):
-        S.pair_meta(bogus=1)
+        ES.pair_meta(bogus=1)
     with pytest.raises(ValueError):
-        S.pair_meta(narration_index="3")
+        ES.pair_meta(narration_index="3")
 
 
 def test_pack_moment_and_frames_member_names():
-    m = S.pack_moment("k", b"e", {"gp02": b"2", "gp01": b"1"}, "t", {})
+    m = ES.pack_moment("k", b"e", {"gp02": b"2", "gp01": b"1"}, "t", {})
     assert sorted(_strip(m)) == ["ego.mp4", "exo.gp01.mp4", "exo.gp02.mp4", "json", "txt"]
-    f = S.pack_pair_frames("k", [_jpeg(1)] * 3, [_jpeg(2)] * 3, "t", {})
+    f = ES.pack_pair_frames("k", [_jpeg(1)] * 3, [_jpeg(2)] * 3, "t", {})
     assert sorted(_strip(f)) == [f"ego.{i:02d}.jpg" for i in range(3)] + [
         f"exo.{i:02d}.jpg" for i in range(3)
     ] + [
         "json",
         "txt",
     ]
-    mf = S.pack_moment_frames("k", [_jpeg(1)] * 2, {"cam02": [_jpeg(2)] * 2}, "t", {})
+    mf = ES.pack_moment_frames("k", [_jpeg(1)] * 2, {"cam02": [_jpeg(2)] * 2}, "t", {})
     assert {"exo.cam02.00.jpg", "exo.cam02.01.jpg", "ego.01.jpg"} <= set(mf)
     with pytest.raises(ValueError, match="frames"):
-        S.pack_pair_frames("k", [_jpeg(1)] * 3, [_jpeg(2)] * 2, "t", {})
+        ES.pack_pair_frames("k", [_jpeg(1)] * 3, [_jpeg(2)] * 2, "t", {})
     with pytest.raises(ValueError, match="JPEG"):
-        S.pack_pair_frames("k", [b"not a jpeg"], [_jpeg(2)], "t", {})
+        ES.pack_pair_frames("k", [b"not a jpeg"], [_jpeg(2)], "t", {})
 
 
 def test_shard_writer_rejects_bad_keys_and_members():
@@ -168,12 +169,12 @@ def test_tar_and_parquet_are_deterministic(tmp_path):
     rows = [_manifest_row(i) for i in range(3)] + [_manifest_row(3, exo_cam=None)]
     for name in ("a.parquet", "b.parquet"):
         with open(tmp_path / name, "wb") as f:
-            S.write_parquet(S.manifest_table(rows), f)
+            S.write_parquet(ES.manifest_table(rows), f)
     assert _sha(tmp_path / "a.parquet") == _sha(tmp_path / "b.parquet")
     import pyarrow.parquet as pq
 
     table = pq.read_table(tmp_path / "a.parquet")
-    assert table.schema.equals(S.MANIFEST_SCHEMA)
+    assert table.schema.equals(ES.MANIFEST_SCHEMA)
     assert table.column("exo_cam").to_pylist() == ["cam01", "cam01", "cam01", None]
 
 
@@ -182,7 +183,7 @@ def _manifest_row(i: int, exo_cam: str | None = "cam01") -> dict:
     return {
         **{k: v for k, v in meta.items()},
         "exo_cam": exo_cam,
-        "key": S.sample_key(meta["take_name"], i, exo_cam),
+        "key": ES.sample_key(meta["take_name"], i, exo_cam),
         "shard": S.shard_name("egoexoclip", "train", 0),
         "split": "train",
         "ego_bytes": 100 + i,
@@ -193,9 +194,9 @@ def _manifest_row(i: int, exo_cam: str | None = "cam01") -> dict:
 def test_manifest_table_rejects_missing_and_null():
     row = _manifest_row(0)
     with pytest.raises(ValueError, match="missing"):
-        S.manifest_table([{k: v for k, v in row.items() if k != "fps"}])
+        ES.manifest_table([{k: v for k, v in row.items() if k != "fps"}])
     with pytest.raises(ValueError, match="null"):
-        S.manifest_table([{**row, "take_uid": None}])
+        ES.manifest_table([{**row, "take_uid": None}])
 
 
 def test_tar_command_lists_and_extracts(tmp_path):
@@ -208,7 +209,7 @@ def test_tar_command_lists_and_extracts(tmp_path):
     out.mkdir()
     subprocess.run(["tar", "-xf", path, "-C", str(out)], check=True)
     for s in samples:
-        for m in S.PAIR_MEMBERS:
+        for m in ES.PAIR_MEMBERS:
             assert (out / f"{s['__key__']}.{m}").read_bytes() == s[m]
     assert S.read_tar_samples(path) == samples
 
@@ -244,7 +245,7 @@ def test_wids_reads_every_sample_by_index(pair_shards, tmp_path):
     for i in reversed(range(len(samples))):  # random access, not a stream
         got, want = ds[i], samples[i]
         assert got["__key__"] == want["__key__"]
-        for m in S.PAIR_MEMBERS:
+        for m in ES.PAIR_MEMBERS:
             value = got["." + m]
             assert bytes(value.read() if hasattr(value, "read") else value) == want[m]
 

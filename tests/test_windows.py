@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.windows import (
+from pipeline.egoexoclip.windows import (
     FrameOffsets,
     WindowError,
     WindowRule,

@@ -6,12 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
-from pipeline.clips import probe_video
-from pipeline.plan import ShardPlan, VideoMeta, fingerprint, plan_take
-from pipeline.release import parse_take, parse_take_descriptions
-from pipeline.shards import read_tar_samples
-from pipeline.windows import FrameOffsets, WindowRule, take_beta
-from pipeline.writer import OutputFormat, build_shard, shard_files, shard_is_complete
+from pipeline.core.clips import probe_video
+from pipeline.core.shards import read_tar_samples
+from pipeline.core.writer import shard_files
+from pipeline.egoexoclip.plan import ShardPlan, VideoMeta, fingerprint, plan_take
+from pipeline.egoexoclip.release import parse_take, parse_take_descriptions
+from pipeline.egoexoclip.windows import FrameOffsets, WindowRule, take_beta
+from pipeline.egoexoclip.writer import OutputFormat, build_shard, is_complete
 
 TAKE = "minnesota_rockclimbing_01_2"
 
@@ -56,6 +57,6 @@ def test_view_broken_after_probing_loses_only_its_pairs(sample_root, tmp_path):
     reasons = {(f["scope"], f["reason"]) for f in stats["failures"]}
     assert ("pair", "no exo clip") in reasons and any(scope == "view" for scope, _ in reasons)
     assert stats["n_narrations"] == len(plan.narrations)  # every narration still has its other pairs
-    assert shard_is_complete(str(out), shard)
+    assert is_complete(str(out), shard)
     Path(shard_files(str(out), shard.name)["tar"]).write_bytes(b"truncated")
-    assert not shard_is_complete(str(out), shard)
+    assert not is_complete(str(out), shard)

@@ -11,8 +11,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from pipeline.release import Narration, Take
-from pipeline.windows import (
+from pipeline.egoexoclip.release import Narration, Take
+from pipeline.egoexoclip.windows import (
     FrameOffsets,
     WindowError,
     WindowRule,

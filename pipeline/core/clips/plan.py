@@ -87,16 +87,27 @@ def lane_segment_starts(windows: Sequence[Window]) -> list[int]:
     return starts
 
 
-def mp4_filtergraph(lanes: Sequence[Sequence[Window]], fps_fraction: str) -> str:
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """x264 with yuv420p needs even dimensions (SSv2's 427x240 webm, odd crops): round each down to even."""
+    return max(2, width // 2 * 2), max(2, height // 2 * 2)
+
+
+def mp4_filtergraph(
+    lanes: Sequence[Sequence[Window]], fps_fraction: str, size: tuple[int, int] | None = None
+) -> str:
     """Decode once -> keep the union of windows -> split into lanes -> per-lane select, dense timestamps.
 
     `trim` ends the source at the last needed frame so ffmpeg stops decoding there. The union `select`
     renumbers frames, so each lane's select is written in union-stream numbers (see `to_union_numbering`).
     `setpts=N/rate/TB` makes each lane a gap-free constant-rate stream, so frame k of a lane is at k/rate and
     the encoder never sees holes (which would otherwise be filled or stretched).
+    `size` (w, h): the source's size; an odd one is scaled to the even size below it (even sizes: no scaling,
+    so the graph, and the bytes, of even sources do not change).
     """
     union = merge_windows(w for lane in lanes for w in lane)
     head = f"[0:v:0]trim=end_frame={union[-1][1]},select='{membership_expr(union)}'"
+    if size is not None and even_size(*size) != tuple(size):
+        head += ",scale={}:{}:flags=bicubic,setsar=1".format(*even_size(*size))
     dense = f"setpts=N/({fps_fraction})/TB"
     if len(lanes) == 1:
         return f"{head},{dense}[l0]"

@@ -5,7 +5,7 @@ starts nothing and touches no file); the CLI (`python -m pipeline.egoexoclip --r
 
     direct      DirectRunner, in process (default)
     direct-mp   DirectRunner, --direct_running_mode=multi_processing, --direct_num_workers=N
-    dask        pipeline.runners.DaskRunner on a dask.distributed scheduler (--dask_client_address)
+    dask        pipeline.core.runners.DaskRunner on a dask.distributed scheduler (--dask_client_address)
     dataflow    Google Cloud Dataflow, Runner v2, workers in our SDK container (--sdk_container_image)
     spark       Spark: PortableRunner against a Beam Spark job server (--job_endpoint), SDK harness in our
                 container (--environment_type=DOCKER --environment_options=docker_container_image=IMAGE);
@@ -13,17 +13,17 @@ starts nothing and touches no file); the CLI (`python -m pipeline.egoexoclip --r
     flink       Flink: the same with a Beam Flink job server, or FlinkRunner with --flink_master
 
 `DaskRunner` (pipeline/dask_runner.py, re-exported here) runs the pipeline on a dask.distributed cluster:
-`--runner=pipeline.runners.DaskRunner`.
+`--runner=pipeline.core.runners.DaskRunner`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.dask_runner import DaskRunner, stable_hash  # noqa: F401  (--runner=pipeline.runners.DaskRunner)
+from pipeline.core.dask_runner import DaskRunner, stable_hash  # noqa: F401  (--runner=...runners.DaskRunner)
 
 RUNNERS = ("direct", "direct-mp", "dask", "dataflow", "spark", "flink")
-DASK_RUNNER = "pipeline.runners.DaskRunner"
+DASK_RUNNER = "pipeline.core.runners.DaskRunner"
 BEAM_DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 REMOTE_SCHEMES = ("gs://", "s3://")
 DEFAULT_MACHINE_TYPE = "n2-standard-4"

@@ -1,6 +1,6 @@
 """`make bench`: Ego-ExoClip extraction against the codec limit, on generated takes of realistic length and encoding.
 
-    python -m pipeline.bench [--out data/bench] [--naive-takes 1] [--mem-repeat 6] [--skip-memory]
+    python -m pipeline.egoexoclip.bench [--out data/bench] [--naive-takes 1] [--mem-repeat 6] [--skip-memory]
 
 One run, one input (cached under OUT/, regenerated only if missing), every figure in SOURCE frames per second
 per core, computed from CPU time (user + sys of the measured process and its children: the machine is shared
@@ -43,8 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.clips import ClipFormat, ffmpeg_exe, probe_video
-from pipeline.clips import plan as clip_plan
+from pipeline.core.clips import ClipFormat, ffmpeg_exe, probe_video
+from pipeline.core.clips import plan as clip_plan
 
 FPS = 30
 TAKE_FRAMES = 6300  # 3.5 min
@@ -219,7 +219,7 @@ def naive_clip(view: dict, k: int, window: tuple[int, int], fmt: ClipFormat, tmp
 
 
 def bench_takes(n_frames: int = TAKE_FRAMES, names=("benchuni_cooking_01_1", "benchuni_bike_02_1")):
-    from pipeline.sample_release import _aria, _gopro, _take
+    from pipeline.egoexoclip.sample_release import _aria, _gopro, _take
 
     tasks = ("Cooking", "Bike Repair")
     return [
@@ -262,7 +262,7 @@ def _concat_writer(base: dict, path, cam_id, n_frames, width, height, **_):
 
 
 def ensure_inputs(out: Path, mem_repeat: int, log) -> dict:
-    from pipeline import sample_release
+    from pipeline.egoexoclip import sample_release
 
     main = out / "release"
     started = time.perf_counter()
@@ -291,7 +291,7 @@ def ensure_inputs(out: Path, mem_repeat: int, log) -> dict:
         shutil.rmtree(root, ignore_errors=True)
         log(f"assembling {root} (stream copies of the bench views)")
         n = reps * TAKE_FRAMES
-        from pipeline.sample_release import _aria, _gopro, _take
+        from pipeline.egoexoclip.sample_release import _aria, _gopro, _take
 
         spec = [_take("benchuni_mem_01_1", "train", "Cooking", [_aria(n), _gopro("cam01", n)])]
         orig = sample_release.write_stamped_video
@@ -371,8 +371,8 @@ class MemorySampler:
 def worker_main(args) -> int:
     """Child process: one pipeline build, reporting its own CPU time around run() and its peak memory."""
     from pipeline.egoexoclip import BuildConfig, run
-    from pipeline.windows import WindowRule
-    from pipeline.writer import OutputFormat
+    from pipeline.egoexoclip.windows import WindowRule
+    from pipeline.egoexoclip.writer import OutputFormat
 
     clip = ClipFormat(**json.loads(args.clip))
     cfg = BuildConfig(
@@ -408,7 +408,7 @@ def worker_main(args) -> int:
 
 def run_pipeline(root: Path, build_out: Path, clip: ClipFormat, report: Path) -> dict:
     shutil.rmtree(build_out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pipeline.bench", "--worker", "--root", str(root), "--build-out", str(build_out),
+    cmd = [sys.executable, "-m", "pipeline.egoexoclip.bench", "--worker", "--root", str(root), "--build-out", str(build_out),
            "--clip", json.dumps(dataclasses.asdict(clip)), "--report", str(report)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -202,7 +202,7 @@ def _run_mp4(src, requests, fmt: ClipFormat, info: VideoInfo, tmp: str, timeout_
     # Identical windows are encoded once: the encoder is deterministic, so a copy is byte-identical anyway.
     windows = sorted({(r.start_frame, r.end_frame) for r in requests})
     lanes = [[windows[i] for i in lane] for lane in plan.assign_lanes(windows)]
-    graph = plan.mp4_filtergraph(lanes, info.fps_fraction)
+    graph = plan.mp4_filtergraph(lanes, info.fps_fraction, (info.width, info.height))
     args = ["-loglevel", "level+error", "-nostats", *_decoder_args(), "-i", src, *_graph_args(graph, tmp)]
     for k, lane in enumerate(lanes):
         starts = plan.lane_segment_starts(lane)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
@@ -17,15 +16,16 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from pipeline import release, shards
-from pipeline.clips import ExtractionError, probe_video
-from pipeline.localize import local_copy
-from pipeline.plan import Failure, ShardPlan, TakePlan, VideoMeta, fingerprint, plan_take
-from pipeline.windows import FrameOffsets, WindowRule, take_beta
-from pipeline.writer import SHARD_PREFIX, OutputFormat, build_shard, default_tmp_root, shard_is_complete
+from pipeline.core import shards
+from pipeline.core.clips import ExtractionError, probe_video
+from pipeline.core.localize import local_copy
+from pipeline.core.transforms import failure_output
+from pipeline.egoexoclip import release
+from pipeline.egoexoclip.plan import Failure, ShardPlan, TakePlan, VideoMeta, fingerprint, plan_take
+from pipeline.egoexoclip.windows import FrameOffsets, WindowRule, take_beta
+from pipeline.egoexoclip.writer import SHARD_PREFIX
 
 LOG = logging.getLogger(__name__)
-FAILURES = "failures"
 EXCLUDED = "excluded"
 COUNTS = "counts"
 DROPPED = "dropped"
@@ -37,8 +37,7 @@ def _load_json(path: str):
 
 
 def _failure(reason: str, scope: str, **kw) -> TaggedOutput:
-    Metrics.counter("egoexoclip", f"failed[{scope}]: {reason}").inc()
-    return TaggedOutput(FAILURES, Failure(reason, scope, **kw))
+    return failure_output("egoexoclip", Failure(reason, scope, **kw))
 
 
 def _file_failure(path: str, err: Exception) -> TaggedOutput:
@@ -288,56 +287,6 @@ class MakeShardPlanFn(beam.DoFn):
         (_, split, index), _ = entries[0]
         takes = [plan for _, plan in entries]
         yield ShardPlan(name, split, index, tuple(takes), fingerprint(self.content_options, takes))
-
-
-class CheckShardFn(beam.DoFn):
-    """Resume: shards whose commit marker matches the plan are skipped (tagged 'complete')."""
-
-    def __init__(self, out: str, overwrite: bool):
-        self.out, self.overwrite = out, overwrite
-
-    def process(self, plan: ShardPlan):
-        if not self.overwrite and shard_is_complete(self.out, plan):
-            Metrics.counter("egoexoclip", "shards already complete").inc()
-            yield TaggedOutput("complete", plan.name)
-        else:
-            yield plan
-
-
-class WriteShardFn(beam.DoFn):
-    """Extracts every clip of the shard (one decode per view) and writes it; logs progress per take."""
-
-    def __init__(self, out: str, fmt: OutputFormat):
-        self.out, self.fmt = out, fmt
-        self.clips = Metrics.counter("egoexoclip", "clips extracted")
-        self.takes = Metrics.counter("egoexoclip", "takes extracted")
-        self.samples = Metrics.counter("egoexoclip", "samples written")
-
-    def setup(self):
-        self.tmp_root = default_tmp_root()  # this worker's own disk
-        self.started, self.n_clips = time.monotonic(), 0
-
-    def _on_take(self, take_name: str, n_clips: int, seconds: float):
-        self.clips.inc(n_clips)
-        self.takes.inc()
-        self.n_clips += n_clips
-        rate = self.n_clips / max(time.monotonic() - self.started, 1e-9)
-        LOG.info(
-            "take %s: %d clips in %.1fs; this worker %d clips, %.1f clips/s",
-            take_name,
-            n_clips,
-            seconds,
-            self.n_clips,
-            rate,
-        )
-
-    def process(self, plan: ShardPlan):
-        stats = build_shard(plan, self.out, self.fmt, tmp_root=self.tmp_root, on_take=self._on_take)
-        self.samples.inc(stats["n_samples"])
-        LOG.info(
-            "shard %s written: %d samples, %d bytes", stats["shard"], stats["n_samples"], stats["tar_bytes"]
-        )
-        yield plan.name
 
 
 def key_by_shard(item):

@@ -1,24 +1,17 @@
-"""Packing samples and writing WebDataset shards deterministically (pure functions, no Beam).
+"""WebDataset shards, the same way for every builder: sample keys, packing, deterministic tars, shard
+planning, parquet manifests and wids indexes (pure functions, no Beam).
 
 A sample is a dict ``{"__key__": key, member: bytes, ...}``; in the tar every member becomes the file
 ``<key>.<member>``. Readers (webdataset, wids, Hugging Face ``datasets``) split a file name at the FIRST dot
 of its basename, so keys never contain a dot and members always do (or are a bare extension like "txt").
+Member names must be identical in every sample of a build (HF's builder infers one schema from the first
+samples), and the ``json`` member must have the same keys and non-null value types in every sample: builders
+fill absent values with "" / -1 / -1.0, and ``pack_sample`` rejects ``None`` anywhere in the metadata.
 
-Layouts (member names are identical in every sample of a build, which HF's builder requires):
-
-* pairs:          ``ego.mp4 exo.mp4 json txt``
-* moments:        ``ego.mp4 exo.<cam_id>.mp4 ... json txt``
-* frames (pairs): ``ego.00.jpg .. ego.NN.jpg exo.00.jpg .. exo.NN.jpg json txt``
-* frames (moments): ``ego.00.jpg .. exo.<cam_id>.00.jpg .. json txt``
-
-Frames mode stores each frame as its own JPEG member rather than one container member per view (a nested tar,
-an .npy of JPEG blobs): every client decodes ``.jpg`` natively (webdataset ``decode("pil")``, wids' default
-decoder, HF's ``Image`` feature), N is fixed per build so the names match across samples, and the zero-padded
-index keeps the tar's sorted member order equal to frame order.
-
-The ``json`` member must have the same keys and non-null value types in every sample: HF infers the Arrow
-schema from the first few samples, so a null (or a missing key) there breaks later rows. ``pair_meta`` fills
-absent values with "" / -1 / -1.0 and ``pack_*`` rejects ``None`` anywhere in the metadata.
+Frames (as opposed to one mp4 member per view) are stored as one JPEG member per frame,
+``<prefix>.00.jpg`` ..: every client decodes ``.jpg`` natively (webdataset ``decode("pil")``, wids' default
+decoder, HF's ``Image`` feature), N is fixed per build so names match across samples, and the zero-padded index
+keeps the tar's sorted member order equal to frame order.
 """
 
 from __future__ import annotations
@@ -34,36 +27,18 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-PAIR_MEMBERS = ("ego.mp4", "exo.mp4", "txt", "json")
-
 # Keys: ASCII, no '.', '/', whitespace. '.' would move the key/member split; '/' would create directories.
-_KEY_RE = re.compile(r"^[A-Za-z0-9_\-+:@=,]+$")
+KEY_RE = re.compile(r"^[A-Za-z0-9_\-+:@=,]+$")
 _MEMBER_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 # wids' mmap reader only looks at the 100-byte USTAR name field (it ignores the prefix field and GNU long-name
 # records), so every "<key>.<member>" must fit in it.
 MAX_TAR_NAME = 100
 
 
-def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not _KEY_RE.match(key):
+def check_key(key: str) -> str:
+    if not isinstance(key, str) or not KEY_RE.match(key):
         raise ValueError(f"invalid sample key {key!r}: must be non-empty ASCII without '.', '/' or spaces")
     return key
-
-
-def sample_key(take_name: str, narration_index: int, cam_id: str | None = None) -> str:
-    """``<take_name>-n<idx:05d>`` (pairs add ``-<cam_id>``); 5 digits keep lexical order == numeric order."""
-    if (
-        isinstance(narration_index, bool)
-        or not isinstance(narration_index, int)
-        or not 0 <= narration_index < 100_000
-    ):
-        raise ValueError(f"narration_index {narration_index!r} outside 0..99999")
-    if not isinstance(take_name, str) or not _KEY_RE.match(take_name):
-        raise ValueError(f"invalid take name {take_name!r}")
-    key = f"{take_name}-n{narration_index:05d}"
-    if cam_id is not None:
-        key = f"{key}-{_check_cam(cam_id)}"
-    return _check_key(key)
 
 
 # --------------------------------------------------------------------------------------------- packing
@@ -76,58 +51,26 @@ def canonical_json(obj) -> bytes:
     ).encode()
 
 
-def _check_no_null(value, path: str = "meta") -> None:
+def check_no_null(value, path: str = "meta") -> None:
     if value is None:
         raise ValueError(f"{path} is None: use '' / -1 / -1.0 so every sample has the same json types")
     if isinstance(value, Mapping):
         for k, v in value.items():
-            _check_no_null(v, f"{path}.{k}")
+            check_no_null(v, f"{path}.{k}")
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            _check_no_null(v, f"{path}[{i}]")
+            check_no_null(v, f"{path}[{i}]")
 
 
-# The json member of every sample: field -> (type, value used when absent). exo_cams must be non-empty
-# (an all-empty list in HF's inference window infers list<null>).
-META_FIELDS: dict[str, tuple[type, object]] = {
-    "key": (str, ""),  # the narration's key (pair keys add "-<exo_cam>")
-    "split": (str, ""),
-    "take_uid": (str, ""),
-    "take_name": (str, ""),
-    "scenario": (str, ""),
-    "narration_index": (int, -1),
-    "annotation_uid": (str, ""),
-    "annotator_id": (str, ""),
-    "subject": (str, ""),
-    "ego_visible": (bool, True),
-    "unsure": (bool, False),
-    "best_exo": (str, ""),
-    "text": (str, ""),
-    "raw_text": (str, ""),
-    "timestamp": (float, -1.0),
-    "window_start": (float, -1.0),
-    "window_end": (float, -1.0),
-    "ego_cam": (str, ""),
-    "exo_cam": (str, ""),  # "" for moments
-    "exo_cams": (list, []),
-    "ego_start_frame": (int, -1),
-    "ego_end_frame": (int, -1),
-    "exo_start_frame": (int, -1),  # -1 for moments: see exo_frames
-    "exo_end_frame": (int, -1),
-    "exo_frames": (list, []),  # "<cam_id>:<start>:<end>" of every exo view of the narration
-    "fps": (float, -1.0),
-    "n_ego_frames": (int, -1),
-}
-
-
-def pair_meta(**fields) -> dict:
-    """The json member with every META_FIELDS key, absent/None values replaced by the default, ints given for
-    float fields turned into floats (HF would otherwise infer int64 from one sample and double from another)."""
-    unknown = sorted(set(fields) - set(META_FIELDS))
+def typed_meta(spec: Mapping[str, tuple[type, object]], **fields) -> dict:
+    """A json member with every key of `spec` (field -> (type, value used when absent)): absent/None values
+    replaced by the default, ints given for float fields turned into floats (HF would otherwise infer int64
+    from one sample and double from another), list items as str. Unknown fields and wrong types raise."""
+    unknown = sorted(set(fields) - set(spec))
     if unknown:
-        raise ValueError(f"unknown meta fields {unknown}: add them to META_FIELDS so every sample has them")
+        raise ValueError(f"unknown meta fields {unknown}: add them to the field spec so every sample has them")
     meta = {}
-    for name, (typ, default) in META_FIELDS.items():
+    for name, (typ, default) in spec.items():
         value = fields.get(name)
         if value is None:
             value = list(default) if isinstance(default, list) else default
@@ -141,75 +84,33 @@ def pair_meta(**fields) -> dict:
     return meta
 
 
-def _pack(key: str, members: dict[str, bytes], text: str, meta: dict) -> dict[str, bytes]:
-    _check_key(key)
-    if not isinstance(text, str):
+def pack_sample(key: str, members: Mapping[str, bytes], meta: dict, text: str | None = None) -> dict[str, bytes]:
+    """``{"__key__", <members>, "json": canonical meta[, "txt": text]}`` after validating every part."""
+    check_key(key)
+    if text is not None and not isinstance(text, str):
         raise ValueError(f"{key}: text must be str")
-    _check_no_null(meta)
+    check_no_null(meta)
     for name, data in members.items():
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ValueError(f"{key}: member {name} is {type(data).__name__}, not bytes")
-    return {
-        "__key__": key,
-        **{n: bytes(d) for n, d in members.items()},
-        "txt": text.encode(),
-        "json": canonical_json(meta),
-    }
+    sample = {"__key__": key, **{n: bytes(d) for n, d in members.items()}}
+    if text is not None:
+        sample["txt"] = text.encode()
+    sample["json"] = canonical_json(meta)
+    return sample
 
 
-def pack_pair(
-    key: str, ego: bytes, exo: bytes, text: str, meta: dict, ego_ext: str = "mp4"
-) -> dict[str, bytes]:
-    return _pack(key, {f"ego.{ego_ext}": ego, "exo.mp4": exo}, text, meta)
-
-
-def _check_cam(cam_id: str) -> str:
-    if not isinstance(cam_id, str) or not re.match(r"^[A-Za-z0-9_\-]+$", cam_id):
-        raise ValueError(f"invalid camera id {cam_id!r}")
-    return cam_id
-
-
-def pack_moment(key: str, ego: bytes, exos: Mapping[str, bytes], text: str, meta: dict) -> dict[str, bytes]:
-    if not exos:
-        raise ValueError(f"{key}: a moment needs at least one exo view")
-    members = {"ego.mp4": ego, **{f"exo.{_check_cam(cam)}.mp4": data for cam, data in sorted(exos.items())}}
-    return _pack(key, members, text, meta)
-
-
-def _frame_members(prefix: str, jpegs: Sequence[bytes], n: int) -> dict[str, bytes]:
+def frame_members(prefix: str, jpegs: Sequence[bytes], n: int) -> dict[str, bytes]:
+    """``<prefix>.00.jpg`` .. ``<prefix>.NN.jpg`` (``00.jpg``.. with an empty prefix); exactly n frames."""
     if len(jpegs) != n:
-        raise ValueError(f"{prefix}: {len(jpegs)} frames, expected {n} (the count is fixed per build)")
+        raise ValueError(f"{prefix or 'frames'}: {len(jpegs)} frames, expected {n} (the count is fixed per build)")
     width = max(2, len(str(n - 1)))  # "00".."15": sorted member order == frame order
     out = {}
     for i, data in enumerate(jpegs):
         if not bytes(data[:2]) == b"\xff\xd8":
-            raise ValueError(f"{prefix} frame {i} is not a JPEG (no SOI marker)")
-        out[f"{prefix}.{i:0{width}d}.jpg"] = data
+            raise ValueError(f"{prefix or 'frames'} frame {i} is not a JPEG (no SOI marker)")
+        out[f"{prefix}.{i:0{width}d}.jpg" if prefix else f"{i:0{width}d}.jpg"] = data
     return out
-
-
-def pack_pair_frames(
-    key: str, ego_jpegs: Sequence[bytes], exo_jpegs: Sequence[bytes], text: str, meta: dict
-) -> dict[str, bytes]:
-    """Frames mode: ``ego.00.jpg``.. and ``exo.00.jpg``.. (same N for both views)."""
-    n = len(ego_jpegs)
-    if n == 0:
-        raise ValueError(f"{key}: no frames")
-    members = {**_frame_members("ego", ego_jpegs, n), **_frame_members("exo", exo_jpegs, n)}
-    return _pack(key, members, text, meta)
-
-
-def pack_moment_frames(
-    key: str, ego_jpegs: Sequence[bytes], exos: Mapping[str, Sequence[bytes]], text: str, meta: dict
-) -> dict[str, bytes]:
-    """Frames mode for moments: ``ego.NN.jpg`` and ``exo.<cam_id>.NN.jpg``."""
-    n = len(ego_jpegs)
-    if n == 0 or not exos:
-        raise ValueError(f"{key}: a moment needs frames and at least one exo view")
-    members = _frame_members("ego", ego_jpegs, n)
-    for cam, jpegs in sorted(exos.items()):
-        members.update(_frame_members(f"exo.{_check_cam(cam)}", jpegs, n))
-    return _pack(key, members, text, meta)
 
 
 # --------------------------------------------------------------------------------------------- tar writing
@@ -253,7 +154,7 @@ class ShardWriter:
 
     def write(self, sample: Mapping[str, bytes]) -> None:
         key = sample.get("__key__")
-        if not isinstance(key, str) or not _KEY_RE.match(key):
+        if not isinstance(key, str) or not KEY_RE.match(key):
             raise ValueError(f"sample key {key!r} is invalid (no '.', '/' or spaces allowed)")
         if key in self._keys:  # readers group consecutive members by key: a repeat would merge or collide
             raise ValueError(f"duplicate sample key {key!r} in shard")
@@ -365,54 +266,18 @@ def shard_name(prefix: str, split: str, index: int, ext: str = "tar") -> str:
 # --------------------------------------------------------------------------------------------- manifest
 
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("take_uid", pa.string(), nullable=False),
-        pa.field("take_name", pa.string(), nullable=False),
-        pa.field("scenario", pa.string(), nullable=False),
-        pa.field("narration_index", pa.int32(), nullable=False),
-        pa.field("annotation_uid", pa.string(), nullable=False),
-        pa.field("annotator_id", pa.string(), nullable=False),
-        pa.field("subject", pa.string(), nullable=False),
-        pa.field("ego_visible", pa.bool_(), nullable=False),
-        pa.field("unsure", pa.bool_(), nullable=False),
-        pa.field("best_exo", pa.string(), nullable=False),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("raw_text", pa.string(), nullable=False),
-        pa.field("timestamp", pa.float64(), nullable=False),
-        pa.field("window_start", pa.float64(), nullable=False),
-        pa.field("window_end", pa.float64(), nullable=False),
-        pa.field("ego_cam", pa.string(), nullable=False),
-        pa.field("exo_cam", pa.string(), nullable=True),  # null for moments (all exo views in one sample)
-        pa.field("ego_start_frame", pa.int64(), nullable=False),
-        pa.field("ego_end_frame", pa.int64(), nullable=False),
-        pa.field("exo_start_frame", pa.int64(), nullable=False),
-        pa.field("exo_end_frame", pa.int64(), nullable=False),
-        pa.field("exo_frames", pa.list_(pa.string()), nullable=False),
-        pa.field("fps", pa.float64(), nullable=False),
-        pa.field("n_ego_frames", pa.int32(), nullable=False),
-        pa.field("exo_cams", pa.list_(pa.string()), nullable=False),
-        pa.field("ego_bytes", pa.int64(), nullable=False),
-        pa.field("exo_bytes", pa.int64(), nullable=False),
-    ]
-)
-
-
-def manifest_table(rows: list[dict]) -> pa.Table:
-    """Rows -> table with exactly MANIFEST_SCHEMA; missing/extra columns or nulls in non-nullable ones raise."""
-    names = set(MANIFEST_SCHEMA.names)
+def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows -> table with exactly `schema`; missing/extra columns or nulls in non-nullable ones raise."""
+    names = set(schema.names)
     for i, row in enumerate(rows):
         if set(row) != names:
             raise ValueError(
                 f"manifest row {i}: missing {sorted(names - set(row))}, extra {sorted(set(row) - names)}"
             )
-        for field in MANIFEST_SCHEMA:
+        for field in schema:
             if row[field.name] is None and not field.nullable:
                 raise ValueError(f"manifest row {i}: {field.name} is null")
-    table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+    table = pa.Table.from_pylist(rows, schema=schema)
     table.validate(full=True)
     return table
 

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 PSEUDO_CAMERAS = frozenset({"collage", "best_exo"})
 ARIA_RGB_STREAMS = frozenset({"rgb", "214-1"})
 RESOLUTIONS = ("448", "full")

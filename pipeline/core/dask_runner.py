@@ -1,6 +1,6 @@
 """A Dask runner for the Ego-ExoClip build.
 
-`DaskRunner` (use it as `--runner=pipeline.runners.DaskRunner`) is Beam's
+`DaskRunner` (use it as `--runner=pipeline.core.runners.DaskRunner`) is Beam's
 `apache_beam.runners.dask.dask_runner.DaskRunner` with its graph translation fixed for this pipeline. The Beam
 2.77 translation cannot run it: a multi-output ParDo (`.with_outputs(...)`, used by every step here) sends the
 elements of every output to every consumer; side inputs are computed by a nested `compute()` inside the consuming
@@ -176,7 +176,7 @@ class _Translator(beam.pipeline.PipelineVisitor):
             bag = inputs[0]
         else:
             raise NotImplementedError(
-                f"pipeline.runners.DaskRunner cannot translate {transform.label} ({kind})"
+                f"pipeline.core.runners.DaskRunner cannot translate {transform.label} ({kind})"
             )
         for pc in outputs.values():
             self._set(pc, bag)

@@ -4,7 +4,7 @@
     ReadNarrations atomic_descriptions_<split>.json -> narrations, dropped descriptions, input counts
     PlanClips      takes x narrations -> alpha (global combine) -> per-take window/frame plans
     AssignShards   plans -> shard plans (deterministic membership, decided before any decoding)
-    WriteShards    shard plans -> shards written (complete shards skipped: resume)
+    WriteShards    shard plans -> shards written (complete shards skipped: resume), pipeline.core.transforms
 
 Every composite returns a dict of PCollections including `failures` (plan.Failure records).
 """
@@ -14,10 +14,10 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton
 
-from pipeline import transforms as T
-from pipeline.release import NarrationFilters
-from pipeline.windows import FrameOffsets, WindowRule
-from pipeline.writer import OutputFormat
+from pipeline.core.transforms import FAILURES
+from pipeline.egoexoclip import transforms as T
+from pipeline.egoexoclip.release import NarrationFilters
+from pipeline.egoexoclip.windows import FrameOffsets, WindowRule
 
 
 class ReadTakes(beam.PTransform):
@@ -34,12 +34,12 @@ class ReadTakes(beam.PTransform):
         split_of = (
             p
             | "SplitsPath" >> beam.Create([f"{self.root}/annotations/splits.json"])
-            | "ReadSplits" >> beam.ParDo(T.ReadSplitsFn()).with_outputs(T.FAILURES, main="splits")
+            | "ReadSplits" >> beam.ParDo(T.ReadSplitsFn()).with_outputs(FAILURES, main="splits")
         )
         records = (
             p
             | "TakesPath" >> beam.Create([f"{self.root}/takes.json"])
-            | "ReadTakeRecords" >> beam.ParDo(T.ReadTakeRecordsFn()).with_outputs(T.FAILURES, main="records")
+            | "ReadTakeRecords" >> beam.ParDo(T.ReadTakeRecordsFn()).with_outputs(FAILURES, main="records")
         )
         parsed = (
             records.records
@@ -47,15 +47,15 @@ class ReadTakes(beam.PTransform):
             | "ParseTakes"
             >> beam.ParDo(
                 T.ParseTakeFn(self.root, self.resolution, self.splits), split_of=AsDict(split_of.splits)
-            ).with_outputs(T.FAILURES, T.EXCLUDED, main="takes")
+            ).with_outputs(FAILURES, T.EXCLUDED, main="takes")
         )
         probed = parsed.takes | "ProbeViews" >> beam.ParDo(T.ProbeViewsFn(self.probe_timeout_s)).with_outputs(
-            T.FAILURES, T.EXCLUDED, main="takes"
+            FAILURES, T.EXCLUDED, main="takes"
         )
         return {
             "takes": probed.takes,
             "excluded": (parsed[T.EXCLUDED], probed[T.EXCLUDED]) | "AllExcluded" >> beam.Flatten(),
-            "failures": (split_of[T.FAILURES], records[T.FAILURES], parsed[T.FAILURES], probed[T.FAILURES])
+            "failures": (split_of[FAILURES], records[FAILURES], parsed[FAILURES], probed[FAILURES])
             | "TakeFailures" >> beam.Flatten(),
         }
 
@@ -73,21 +73,21 @@ class ReadNarrations(beam.PTransform):
         passes = (
             p
             | "DescriptionPaths" >> beam.Create(paths)
-            | "ReadDescriptions" >> beam.ParDo(T.ReadDescriptionsFn()).with_outputs(T.FAILURES, main="passes")
+            | "ReadDescriptions" >> beam.ParDo(T.ReadDescriptionsFn()).with_outputs(FAILURES, main="passes")
         )
         parsed = (
             passes.passes
             | "SpreadDescriptions" >> beam.Reshuffle()
             | "ParseDescriptions"
             >> beam.ParDo(T.ParseDescriptionsFn(self.filters)).with_outputs(
-                T.FAILURES, T.COUNTS, T.DROPPED, main="narrations"
+                FAILURES, T.COUNTS, T.DROPPED, main="narrations"
             )
         )
         return {
             "narrations": parsed.narrations,
             "dropped": parsed[T.DROPPED],
             "counts": parsed[T.COUNTS],
-            "failures": (passes[T.FAILURES], parsed[T.FAILURES]) | "NarrationFailures" >> beam.Flatten(),
+            "failures": (passes[FAILURES], parsed[FAILURES]) | "NarrationFailures" >> beam.Flatten(),
         }
 
 
@@ -107,7 +107,7 @@ class PlanClips(beam.PTransform):
                 "dropped": inputs["dropped"],
             }
             | "GroupByTake" >> beam.CoGroupByKey()
-            | "JoinNarrations" >> beam.ParDo(T.JoinNarrationsFn()).with_outputs(T.FAILURES, main="bundles")
+            | "JoinNarrations" >> beam.ParDo(T.JoinNarrationsFn()).with_outputs(FAILURES, main="bundles")
         )
         alpha = (
             joined.bundles
@@ -116,11 +116,11 @@ class PlanClips(beam.PTransform):
         )
         planned = joined.bundles | "PlanWindows" >> beam.ParDo(
             T.PlanTakeFn(self.rule, self.offsets), alpha=AsSingleton(alpha)
-        ).with_outputs(T.FAILURES, main="plans")
+        ).with_outputs(FAILURES, main="plans")
         return {
             "plans": planned.plans,
             "alpha": alpha,
-            "failures": (joined[T.FAILURES], planned[T.FAILURES]) | "PlanFailures" >> beam.Flatten(),
+            "failures": (joined[FAILURES], planned[FAILURES]) | "PlanFailures" >> beam.Flatten(),
         }
 
 
@@ -147,22 +147,4 @@ class AssignShards(beam.PTransform):
             | "KeyByShard" >> beam.Map(T.key_by_shard)
             | "GroupByShard" >> beam.GroupByKey()
             | "MakeShardPlans" >> beam.ParDo(T.MakeShardPlanFn(self.content_options))
-        )
-
-
-class WriteShards(beam.PTransform):
-    """ShardPlan -> names of the shards written now; complete ones (same fingerprint) are skipped."""
-
-    def __init__(self, out: str, fmt: OutputFormat, overwrite: bool):
-        super().__init__()
-        self.out, self.fmt, self.overwrite = out, fmt, overwrite
-
-    def expand(self, shard_plans):
-        checked = shard_plans | "CheckShards" >> beam.ParDo(
-            T.CheckShardFn(self.out, self.overwrite)
-        ).with_outputs("complete", main="todo")
-        return (
-            checked.todo
-            | "SpreadShards" >> beam.Reshuffle()
-            | "WriteShard" >> beam.ParDo(T.WriteShardFn(self.out, self.fmt))
         )

@@ -5,7 +5,7 @@ Every video frame carries a framecode stamp (camera code + take instant), so a t
 and say which camera and which instant it shows. Everything is derived from names (uuid5, seeded generators)
 and encoded with bit-exact ffmpeg flags, so two runs write byte-identical files.
 
-    python -m pipeline.sample_release --out data/sample [--no-full-res] [--force]
+    python -m pipeline.egoexoclip.sample_release --out data/sample [--no-full-res] [--force]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from pipeline.framecode import (
+from pipeline.core.framecode import (
     GRID_COLS,
     GRID_ROWS,
     MAX_FRAME_INDEX,

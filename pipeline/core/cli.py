@@ -1,0 +1,114 @@
+"""Command-line pieces every builder shares: the runner flags, their Beam options, a local Dask cluster, and
+running a built pipeline with any of them.
+
+    python -m pipeline.<builder> ... --runner {direct,direct-mp,dask,dataflow,spark,flink} [engine flags]
+
+`--runner` picks an engine; its flags map to Beam options through `pipeline.core.runners.runner_options`
+(README, "Running on a cluster"). Unknown arguments are Beam pipeline options; any other --runner value (a
+Beam runner name or dotted path) goes to Beam unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+from pipeline.core.runners import RUNNERS, RunnerOptionError, check_io_paths, runner_options
+
+
+def add_runner_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("runner (README: Running on a cluster)")
+    g.add_argument(
+        "--runner",
+        default="direct",
+        help=f"one of {', '.join(RUNNERS)} (default direct: in process); any other value is a Beam runner "
+        "name or dotted path handed to Beam as --runner",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="direct-mp: worker processes (default 2); dask without --dask-address: processes of the local "
+        "cluster (default 2); spark/flink: SDK worker processes per node",
+    )
+    g.add_argument("--dask-address", help="dask scheduler HOST:PORT (default: start a local cluster)")
+    g.add_argument("--project", help="dataflow: Google Cloud project")
+    g.add_argument("--region", help="dataflow: region, e.g. us-central1")
+    g.add_argument("--temp-location", help="dataflow: gs:// temp location")
+    g.add_argument("--staging-location", help="dataflow: gs:// staging location (default TEMP/staging)")
+    g.add_argument("--image", help="dataflow/spark/flink: worker container image (docker/Dockerfile.worker)")
+    g.add_argument(
+        "--machine-type", default=None, help="dataflow: worker machine type (default n2-standard-4)"
+    )
+    g.add_argument("--max-workers", type=int, default=None, help="dataflow: max workers (default 10)")
+    g.add_argument("--job-name", help="dataflow: job name")
+    g.add_argument("--service-account", help="dataflow: worker service account e-mail")
+    g.add_argument("--job-endpoint", help="spark/flink: Beam job server HOST:PORT (PortableRunner)")
+    g.add_argument("--spark-master", help="spark: spark://HOST:PORT (SparkRunner; starts its own job server)")
+    g.add_argument("--flink-master", help="flink: HOST:PORT (FlinkRunner; starts its own job server)")
+    g.add_argument("--flink-version", help="flink: Flink version of the job server (FlinkRunner)")
+
+
+def engine_args(args: argparse.Namespace, dask_address: str | None = None) -> list[str]:
+    """The Beam options of the engine picked on the command line (see pipeline.core.runners.runner_options)."""
+    if args.runner not in RUNNERS:
+        return [f"--runner={args.runner}"]
+    workers = args.workers
+    if args.runner == "direct-mp" and workers is None:
+        workers = 2
+    return runner_options(
+        args.runner,
+        workers=workers,
+        dask_address=dask_address or args.dask_address,
+        project=args.project,
+        region=args.region,
+        temp_location=args.temp_location,
+        staging_location=args.staging_location,
+        image=args.image,
+        machine_type=args.machine_type,
+        max_workers=args.max_workers,
+        job_name=args.job_name,
+        service_account=args.service_account,
+        job_endpoint=args.job_endpoint,
+        spark_master=args.spark_master,
+        flink_master=args.flink_master,
+        flink_version=args.flink_version,
+    )
+
+
+@contextlib.contextmanager
+def local_dask_cluster(n_workers: int) -> Iterator[str]:
+    """A dask.distributed LocalCluster of n worker processes (one thread each) for this build; yields its address."""
+    from dask.distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        logging.getLogger(__name__).info(
+            "local dask cluster %s, %d workers", cluster.scheduler_address, n_workers
+        )
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+def check_runner_args(ap: argparse.ArgumentParser, args: argparse.Namespace, root: str, out: str) -> None:
+    """Validate the engine's flags now (errors name the flag), before any work."""
+    if args.workers is not None and args.workers < 1:
+        ap.error(f"--workers={args.workers}: must be >= 1")
+    try:
+        if args.runner in RUNNERS:
+            check_io_paths(args.runner, root, out)
+            if not (args.runner == "dask" and not args.dask_address):
+                engine_args(args)
+    except RunnerOptionError as err:
+        ap.error(str(err))
+
+
+def run_with_runner(args: argparse.Namespace, beam_args: list[str], run: Callable[[list[str]], dict]) -> dict:
+    """run(beam options) under the engine of the command line; a local Dask cluster lives for the call."""
+    if args.runner == "dask" and not args.dask_address:
+        with local_dask_cluster(args.workers or 2) as address:
+            return run(engine_args(args, address) + beam_args)
+    return run(engine_args(args) + beam_args)

@@ -1,0 +1,101 @@
+"""Dataset-level outputs common to every builder, written once every shard is complete: the concatenated
+manifest, errors.jsonl and the wids indexes, derived from the shards' own files (so resumed shards, written by
+an earlier run, count exactly like new ones) plus the failures of the planning stages, which every run
+recomputes. Everything is deterministic: sorted, no timestamps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.core import shards
+from pipeline.core.writer import join, read_json, shard_files, write_bytes
+
+CLIP_LENGTH_BINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, float("inf"))
+_SHARD_SUFFIX = re.compile(r"(\.tar|\.parquet|_stats\.json)(\.tmp)?$")
+
+
+def read_parquet(path: str) -> pa.Table:
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return pq.read_table(io.BytesIO(f.read()))
+
+
+def clip_length_stats(lengths: np.ndarray) -> dict:
+    if len(lengths) == 0:
+        return {"count": 0}
+    counts, _ = np.histogram(lengths, bins=np.array(CLIP_LENGTH_BINS))
+    return {
+        "count": int(len(lengths)),
+        "mean_sec": round(float(lengths.mean()), 4),
+        "median_sec": round(float(np.median(lengths)), 4),
+        "p90_sec": round(float(np.percentile(lengths, 90)), 4),
+        "fraction_under_1s": round(float((lengths < 1.0).mean()), 4),
+        "histogram_sec": [
+            {"from": lo, "to": None if hi == float("inf") else hi, "count": int(c)}
+            for lo, hi, c in zip(CLIP_LENGTH_BINS[:-1], CLIP_LENGTH_BINS[1:], counts, strict=True)
+        ],
+    }
+
+
+def remove_stale_shards(out: str, prefix: str, planned: set[str]) -> list[str]:
+    """Shard files of an earlier build that the current plan does not contain (e.g. fewer shards now)."""
+    shard_file = re.compile(rf"^{re.escape(prefix)}-[A-Za-z0-9_]+-\d{{6}}(\.tar|\.parquet|_stats\.json)(\.tmp)?$")
+    stale = []
+    for meta in FileSystems.match([join(out, f"{prefix}-*")])[0].metadata_list:
+        name = meta.path.rstrip("/").rsplit("/", 1)[-1]
+        if shard_file.match(name) and _SHARD_SUFFIX.sub("", name) not in planned:
+            stale.append(meta.path)
+    if stale:
+        FileSystems.delete(sorted(stale))
+    return sorted(stale)
+
+
+def finalize_shards(
+    out: str,
+    prefix: str,
+    planned: list[tuple[str, str]],
+    failures: list[dict],
+    *,
+    failure_sort_key: Callable[[dict], tuple],
+    empty_manifest: Callable[[], pa.Table],
+) -> tuple[pa.Table, list[dict], list[dict], int]:
+    """planned: (shard name, split) of every shard of this build; failures: the planning stages' records.
+
+    Writes manifest.parquet, errors.jsonl (planning failures + every shard's own, sorted) and one wids index
+    per split; removes shard files the plan no longer has. Returns (manifest, shard stats, all failures,
+    number of stale files removed) for the builder's own stats."""
+    planned = sorted(set(planned))
+    stale = remove_stale_shards(out, prefix, {name for name, _ in planned})
+    tables, shard_stats = [], []
+    for name, _ in planned:
+        files = shard_files(out, name)
+        shard_stats.append(read_json(files["stats"]))
+        tables.append(read_parquet(files["parquet"]))
+    manifest = pa.concat_tables(tables) if tables else empty_manifest()
+    buf = io.BytesIO()
+    shards.write_parquet(manifest, buf)
+    write_bytes(join(out, "manifest.parquet"), buf.getvalue())
+
+    all_failures = list(failures) + [f for s in shard_stats for f in s["failures"]]
+    all_failures.sort(key=failure_sort_key)
+    write_bytes(
+        join(out, "errors.jsonl"),
+        "".join(json.dumps(f, sort_keys=True, ensure_ascii=False) + "\n" for f in all_failures).encode(),
+    )
+
+    by_split: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for s in shard_stats:
+        by_split[s["split"]].append((s["shard"], s["n_samples"]))
+    for split, entries in sorted(by_split.items()):
+        index = shards.wids_index(entries, f"{prefix}-{split}")
+        write_bytes(join(out, f"{prefix}-{split}.wids.json"), json.dumps(index, indent=1).encode())
+    return manifest, shard_stats, all_failures, len(stale)

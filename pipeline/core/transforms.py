@@ -1,0 +1,86 @@
+"""Beam steps every builder shares: failure outputs, and writing planned shards (with resume).
+
+A builder's shard plan needs `.name`, `.split` and `.fingerprint`; its `write(plan, tmp_root, on_group)` writes
+the shard (normally through pipeline.core.writer.write_shard) and returns the shard's stats.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from pipeline.core.writer import default_tmp_root, shard_is_complete
+
+LOG = logging.getLogger(__name__)
+FAILURES = "failures"
+
+
+def failure_output(namespace: str, failure) -> TaggedOutput:
+    """Tag a failure record for the dead-letter output and count it by scope and reason."""
+    Metrics.counter(namespace, f"failed[{failure.scope}]: {failure.reason}").inc()
+    return TaggedOutput(FAILURES, failure)
+
+
+class CheckShardFn(beam.DoFn):
+    """Resume: shards whose commit marker matches the plan are skipped (tagged 'complete')."""
+
+    def __init__(self, out: str, overwrite: bool, namespace: str):
+        self.out, self.overwrite, self.namespace = out, overwrite, namespace
+
+    def process(self, plan):
+        if not self.overwrite and shard_is_complete(self.out, plan.name, plan.fingerprint):
+            Metrics.counter(self.namespace, "shards already complete").inc()
+            yield TaggedOutput("complete", plan.name)
+        else:
+            yield plan
+
+
+class WriteShardFn(beam.DoFn):
+    """Extracts every clip of the shard (one decode per source) and writes it; logs progress per group."""
+
+    def __init__(self, write: Callable, namespace: str):
+        self.write, self.namespace = write, namespace
+        self.clips = Metrics.counter(namespace, "clips extracted")
+        self.groups = Metrics.counter(namespace, "groups extracted")
+        self.samples = Metrics.counter(namespace, "samples written")
+
+    def setup(self):
+        self.tmp_root = default_tmp_root()  # this worker's own disk
+        self.started, self.n_clips = time.monotonic(), 0
+
+    def _on_group(self, name: str, n_clips: int, seconds: float):
+        self.clips.inc(n_clips)
+        self.groups.inc()
+        self.n_clips += n_clips
+        rate = self.n_clips / max(time.monotonic() - self.started, 1e-9)
+        LOG.info("%s: %d clips in %.1fs; this worker %d clips, %.1f clips/s", name, n_clips, seconds,
+                 self.n_clips, rate)  # fmt: skip
+
+    def process(self, plan):
+        stats = self.write(plan, tmp_root=self.tmp_root, on_group=self._on_group)
+        self.samples.inc(stats["n_samples"])
+        LOG.info("shard %s written: %d samples, %d bytes", stats["shard"], stats["n_samples"], stats["tar_bytes"])
+        yield plan.name
+
+
+class WriteShards(beam.PTransform):
+    """Shard plans -> names of the shards written now; complete ones (same fingerprint) are skipped."""
+
+    def __init__(self, out: str, write: Callable, overwrite: bool, namespace: str):
+        super().__init__()
+        self.out, self.write, self.overwrite, self.namespace = out, write, overwrite, namespace
+
+    def expand(self, shard_plans):
+        checked = shard_plans | "CheckShards" >> beam.ParDo(
+            CheckShardFn(self.out, self.overwrite, self.namespace)
+        ).with_outputs("complete", main="todo")
+        return (
+            checked.todo
+            | "SpreadShards" >> beam.Reshuffle()
+            | "WriteShard" >> beam.ParDo(WriteShardFn(self.write, self.namespace))
+        )

@@ -1,0 +1,235 @@
+"""Writing one shard, for every builder: decode each source video once, cut all of its clips, pack, write.
+
+A shard is the unit of work and of resume. Its clips are extracted by the worker that writes it, into that
+worker's own temporary directory, so clip bytes never travel through a shuffle and no step relies on a disk
+shared with the driver. Files reach the output through Beam's filesystem layer (local, gs://, s3://): written
+under a temporary name, renamed when complete, and the shard's `_stats.json` is written last as the commit marker.
+
+A builder describes a shard as a sequence of *groups* (Ego-ExoClip: a take; EgoIT: a source video), each with
+the sources to decode (`SourceClips`) and a function that turns the cut clips into samples:
+
+    write_shard(out, name, split, fingerprint, groups, sources_of=..., samples_of=..., manifest=..., ...)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.core import shards
+from pipeline.core.clips import ClipFormat, ClipRequest, ExtractionError, VideoInfo, extract_clips
+from pipeline.core.clips.images import extract_image_clip
+from pipeline.core.localize import local_copy
+
+
+def join(out: str, name: str) -> str:
+    return FileSystems.join(out, name)
+
+
+def shard_files(out: str, name: str) -> dict[str, str]:
+    return {
+        "tar": join(out, f"{name}.tar"),
+        "parquet": join(out, f"{name}.parquet"),
+        "stats": join(out, f"{name}_stats.json"),
+    }
+
+
+def read_json(path: str):
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return json.loads(f.read().decode())
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Whole-file write through the filesystem layer: temporary name, then rename."""
+    tmp = f"{path}.tmp"
+    with FileSystems.create(tmp, compression_type="uncompressed") as f:
+        f.write(data)
+    FileSystems.rename([tmp], [path])
+
+
+def write_json(path: str, obj) -> None:
+    write_bytes(path, json.dumps(obj, sort_keys=True, indent=1).encode())
+
+
+def shard_is_complete(out: str, name: str, fingerprint: str) -> bool:
+    """A shard is complete when its commit marker exists, matches the plan, and its files have their sizes."""
+    files = shard_files(out, name)
+    try:
+        stats = read_json(files["stats"])
+        if stats.get("fingerprint") != fingerprint:
+            return False
+        tar, parquet = (r.metadata_list for r in FileSystems.match([files["tar"], files["parquet"]]))
+        return (
+            len(tar) == 1 == len(parquet)
+            and tar[0].size_in_bytes == stats["tar_bytes"]
+            and parquet[0].size_in_bytes == stats["parquet_bytes"]
+        )
+    except Exception:  # missing, unreadable or truncated marker: rebuild
+        return False
+
+
+def default_tmp_root() -> str:
+    return os.environ.get("EXO2EGO_TMP") or tempfile.gettempdir()
+
+
+class _HashingWriter:
+    def __init__(self, f):
+        self.f, self.sha, self.n = f, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        self.n += len(data)
+        return self.f.write(data)
+
+
+@dataclass(frozen=True)
+class SpilledClip:
+    """A clip written to the worker's temporary directory: memory stays flat in source length."""
+
+    kind: str
+    paths: tuple[str, ...]  # one mp4, or the JPEG frames in order
+    source_frames: tuple[int, ...] = ()  # source frame index of each output frame (images: index in the list)
+
+    def payload(self) -> bytes | tuple[bytes, ...]:
+        blobs = []
+        for p in self.paths:
+            with open(p, "rb") as f:
+                blobs.append(f.read())
+        return blobs[0] if self.kind == "mp4" else tuple(blobs)
+
+
+def payload_bytes(payload: bytes | tuple[bytes, ...]) -> int:
+    return len(payload) if isinstance(payload, bytes) else sum(map(len, payload))
+
+
+@dataclass(frozen=True)
+class SourceClips:
+    """One source to decode once and the clips to cut from it.
+
+    A video file (`path`, with `info` from the planning probe, or None to probe here), or an image sequence
+    (`images`: image files in temporal order, all cut into one clip per request over image indices)."""
+
+    source_id: str  # unique within its group; names the source in the returned maps
+    path: str  # video file (local path or any Beam filesystem URL); for images, their folder (for reports)
+    requests: tuple[ClipRequest, ...]
+    info: VideoInfo | None = None
+    images: tuple[str, ...] = field(default=())
+    image_fps: float = 1.0  # frame rate given to an image sequence encoded as mp4
+
+
+def extract_sources(
+    sources: Sequence[SourceClips], fmt: ClipFormat, workdir: str, *, timeout_s: float, threads: int = 1
+) -> tuple[dict[str, dict[str, SpilledClip]], dict[str, ExtractionError]]:
+    """Decode each source once; returns source_id -> {clip_id -> clip on disk} and source_id -> error."""
+
+    def run(src: SourceClips):
+        view_dir = tempfile.mkdtemp(prefix="src-", dir=workdir)
+        clip_dir = tempfile.mkdtemp(prefix="src-clips-", dir=workdir)
+        try:
+            if src.images:
+                clips = [
+                    extract_image_clip(src.images, r, fmt, workdir=view_dir, keep_dir=clip_dir,
+                                       fps=src.image_fps, timeout_s=timeout_s)
+                    for r in src.requests
+                ]  # fmt: skip
+            else:
+                with local_copy(src.path, workdir) as local:
+                    # keep_dir: clips stay on this worker's disk (flat memory), handed over without a copy
+                    clips = extract_clips(local, src.requests, fmt, workdir=view_dir, timeout_s=timeout_s,
+                                          info=src.info, keep_dir=clip_dir)  # fmt: skip
+            return src.source_id, {c.clip_id: SpilledClip(c.kind, c.paths, c.source_frames) for c in clips}, None
+        except ExtractionError as err:
+            return src.source_id, {}, err
+
+    clips: dict[str, dict[str, SpilledClip]] = {}
+    errors: dict[str, ExtractionError] = {}
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for source_id, got, err in pool.map(run, sorted(sources, key=lambda s: s.source_id)):
+            clips[source_id] = got
+            if err is not None:
+                errors[source_id] = err
+    return clips, errors
+
+
+# samples_of(group, clips, errors, failures) yields (sample, manifest row) and appends failure records
+SamplesOf = Callable[
+    [object, dict[str, dict[str, SpilledClip]], dict[str, ExtractionError], list],
+    Iterator[tuple[dict, dict]],
+]
+
+
+def write_shard(
+    out: str,
+    name: str,
+    split: str,
+    fingerprint: str,
+    groups: Iterable,
+    *,
+    sources_of: Callable[[object], Sequence[SourceClips]],
+    samples_of: SamplesOf,
+    manifest: Callable[[list[dict]], pa.Table],
+    fmt: ClipFormat,
+    decode_timeout_s: float,
+    decode_threads: int = 1,
+    summarize: Callable[[list[dict]], dict] | None = None,
+    tmp_root: str | None = None,
+    on_group: Callable[[object, int, float], None] | None = None,
+) -> dict:
+    """Write the shard's tar, parquet manifest and stats (last); returns the stats dict.
+
+    Failure records appended by `samples_of` need `to_dict()` and `sort_key()`; they go into the stats file
+    sorted. `summarize(rows)` adds builder-specific fields to the stats."""
+    files = shard_files(out, name)
+    tmp_tar = f"{files['tar']}.tmp"
+    failures: list = []
+    rows: list[dict] = []
+    workdir = tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root)
+    try:
+        with FileSystems.create(tmp_tar, compression_type="uncompressed") as raw:
+            sink = _HashingWriter(raw)
+            writer = shards.ShardWriter(sink)
+            for group in groups:
+                started = time.monotonic()
+                group_dir = tempfile.mkdtemp(prefix="group-", dir=workdir)
+                clips, errors = extract_sources(
+                    sources_of(group), fmt, group_dir, timeout_s=decode_timeout_s, threads=decode_threads
+                )
+                for sample, row in samples_of(group, clips, errors, failures):
+                    writer.write(sample)
+                    rows.append({**row, "shard": f"{name}.tar"})
+                shutil.rmtree(group_dir, ignore_errors=True)
+                if on_group:
+                    on_group(group, sum(len(c) for c in clips.values()), time.monotonic() - started)
+            writer.close()
+        FileSystems.rename([tmp_tar], [files["tar"]])
+        buf = io.BytesIO()
+        shards.write_parquet(manifest(rows), buf)
+        write_bytes(files["parquet"], buf.getvalue())
+        stats = {
+            "shard": f"{name}.tar",
+            "split": split,
+            "fingerprint": fingerprint,
+            "n_samples": len(rows),
+            **(summarize(rows) if summarize else {}),
+            "tar_bytes": sink.n,
+            "tar_sha256": sink.sha.hexdigest(),
+            "parquet_bytes": len(buf.getvalue()),
+            "failures": [f.to_dict() for f in sorted(failures, key=lambda f: f.sort_key())],
+        }
+        write_json(files["stats"], stats)
+        return stats
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if FileSystems.exists(tmp_tar):
+            FileSystems.delete([tmp_tar])

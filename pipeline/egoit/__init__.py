@@ -1,0 +1,10 @@
+"""EgoIT: first-person instruction-tuning samples from five datasets (Exo2Ego stage 3), built by Beam.
+
+    records.py               SourceRecord / EgoITItem: what readers produce and the converter makes of them
+    sources/                 one reader per dataset (EGTEA Gaze+, SSv2, EgoTimeQA, OpenEQA, EgoExoLearn)
+    firstperson.py, convert.py, templates.yaml   first-person text, 10 templates per source, conversations
+    dedup.py, mix.py         near-duplicate removal (sentence embeddings), per-source ratios and caps
+    plan.py, samples.py, writer.py   items -> clips of each source video -> samples in the core's shards
+    transforms.py, composites.py, build.py, cli.py, finalize.py   the Beam job, its CLI, stats + egoit.json
+    sample_release.py        the bundled mini-release (real annotation rows, generated videos)
+"""
