@@ -42,9 +42,10 @@ class SourceRecord:
                    action (str, "Put trash,trash_container"), action_id / verb_id (int, 1-based),
                    noun_ids (list[int]), session (str), start_ms / end_ms (int)
       ssv2         template (str, with "[something]"), placeholders (list[str]), label (str), class_index (int)
-      egotimeqa    question (str), answer (str), wrong_answers (list[str], [] for the open-only variant)
+      egotimeqa    question (str), answer (str), wrong_answers (list[str], [] for the open-only variant),
+                   moment_start_sec / moment_end_sec (float: the annotated moment, whatever the clip window)
       openeqa      question (str), answer (str), category (str), extra_answers (list[str])
-      egoexolearn  narration (str, narration_en as written), scenario (str)
+      egoexolearn  narration (str, narration_en as written), scenario (str), view (str: ego | exo)
     """
 
     source: str  # one of SOURCES

@@ -1,0 +1,144 @@
+"""The EgoIT build plan: which clip of which source video each item gets, and which shard it goes into.
+
+Planning is pure and cheap (metadata and frame counts only); shard membership is decided before any decoding,
+so a re-run recognises complete shards by their fingerprint and skips them (resume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from pipeline.egoit.records import EgoITItem, RecordFailure
+
+# Bumped whenever the bytes a given plan produces change, so old shards are not taken as complete.
+FORMAT_VERSION = 1
+SCOPES = ("file", "record", "item", "video")
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """One input that did not make it into the shards, and why. scope: file (a whole annotation file),
+    record (an annotation row), item (a converted sample: conversion, dedup, mixing, its clip), video (a
+    source video; each of its items also gets an item record)."""
+
+    reason: str
+    scope: str
+    source: str = ""
+    split: str = ""
+    record: str = ""  # annotation row / record id
+    item: str = ""  # EgoIT item id
+    video: str = ""  # source video, relative to the source's video root
+    file: str = ""
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def sort_key(self) -> tuple:
+        return (self.source, self.scope, self.file, self.record, self.item, self.video, self.reason, self.detail)
+
+    @classmethod
+    def from_record_failure(cls, f: RecordFailure) -> ItemFailure:
+        return cls(f.reason, "file" if not f.record else "record", f.source, record=f.record, file=f.file,
+                   detail=f.detail)  # fmt: skip
+
+    @classmethod
+    def for_item(cls, item: EgoITItem, reason: str, detail: str = "", scope: str = "item") -> ItemFailure:
+        return cls(reason, scope, item.source, item.split, str(item.metadata.get("record_id", "")), item.id,
+                   item.video.path, detail=detail)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SourceVideo:
+    """What the planning probe learnt of one source video (or image sequence)."""
+
+    n_frames: int  # frames of the video, or images of the sequence
+    fps: float  # the video's rate; for images, the rate the clip is given
+    fps_fraction: str
+    width: int
+    height: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    item: EgoITItem
+    start_frame: int
+    end_frame: int  # exclusive
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """Every item cut from one source: the unit of decoding (one pass over the video) and of shard packing."""
+
+    source: str
+    path: str  # relative to the source's video root (what items and reports name)
+    location: str  # the file the worker reads (absolute path or URL); for images, their folder
+    images: tuple[str, ...]  # image files (absolute) of an image-sequence source, else ()
+    video: SourceVideo
+    items: tuple[PlannedItem, ...]
+
+    @property
+    def order_key(self) -> str:
+        """Videos are packed in hash order so that every shard mixes sources (a stream that reads shards in
+        order still sees the mixture)."""
+        return hashlib.sha256(f"{self.source}/{self.path}".encode()).hexdigest()
+
+    def estimated_bytes(self, bytes_per_frame: int, n_frames: int, frames_mode: bool) -> int:
+        if frames_mode:
+            return len(self.items) * n_frames * bytes_per_frame
+        return sum((p.end_frame - p.start_frame) * bytes_per_frame for p in self.items)
+
+
+def frame_window(start_sec: float | None, end_sec: float | None, fps: float, n_frames: int) -> tuple[int, int]:
+    """[start, end) source frames of a window in seconds (None: the file's start / end); at least one frame.
+    Raises ValueError when the window does not meet the video."""
+    start = 0 if start_sec is None else round(start_sec * fps)
+    end = n_frames if end_sec is None else min(n_frames, round(end_sec * fps))
+    if start >= n_frames:
+        raise ValueError(f"starts at frame {start}, the video has {n_frames}")
+    if end <= start:
+        end = start + 1
+    return max(0, start), end
+
+
+def plan_video(
+    source: str, path: str, location: str, images: tuple[str, ...], video: SourceVideo, items: list[EgoITItem]
+) -> tuple[VideoPlan | None, list[ItemFailure]]:
+    """Frame ranges of every item of one source video; an item whose window misses the video fails alone."""
+    planned, failures = [], []
+    for item in sorted(items, key=lambda i: i.id):
+        try:
+            if images:
+                start, end = 0, video.n_frames  # an episode is one clip of all its (sampled) frames
+            else:
+                start, end = frame_window(item.video.start_sec, item.video.end_sec, video.fps, video.n_frames)
+        except ValueError as err:
+            failures.append(ItemFailure.for_item(item, "window outside the video", str(err)))
+            continue
+        planned.append(PlannedItem(item, start, end))
+    if not planned:
+        return None, failures
+    return VideoPlan(source, path, location, images, video, tuple(planned)), failures
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    name: str  # file stem, e.g. "egoit-train-000003"
+    split: str
+    index: int
+    videos: tuple[VideoPlan, ...]
+    fingerprint: str
+
+
+def fingerprint(content_options: dict, videos: list[VideoPlan]) -> str:
+    """Hash of everything that determines a shard's bytes, so resume can trust a finished shard."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"format_version": FORMAT_VERSION, **content_options}, sort_keys=True).encode())
+    for v in videos:
+        h.update(json.dumps([v.source, v.path, asdict(v.video), len(v.images)], sort_keys=True).encode())
+        for p in v.items:
+            h.update(json.dumps([asdict(p.item), p.start_frame, p.end_frame], sort_keys=True, default=str).encode())
+    return h.hexdigest()
