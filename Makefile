@@ -18,7 +18,7 @@ IMAGE ?=
 SPARK_JOB_ENDPOINT ?=
 WORKERS_ARG := $(if $(strip $(WORKERS)),--workers $(WORKERS),)
 
-.PHONY: venv build-egoexoclip sample-release test lint clean train bench-loader bench-train bench submit-dataflow submit-spark
+.PHONY: venv build-egoexoclip build-egoit egoit-sample sample-release test lint clean train bench-loader bench-train bench bench-egoit submit-dataflow submit-spark
 
 venv: $(STAMP)
 
@@ -45,6 +45,27 @@ else
 	$(PY) -m pipeline.egoexoclip --root $(EGOEXO4D_ROOT) --out $(OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 endif
 
+# EgoIT (stage-3 instruction data). With no EGOIT_ROOTS / EGOIT_CONFIG: generate the bundled mini-release (real
+# annotation rows, generated videos) into $(EGOIT_SAMPLE) and build from its egoit.yaml. EGOIT_CONFIG: a YAML file
+# with each source's roots, options, ratio and cap (README "EgoIT"); EGOIT_ROOTS=egtea=/d/egtea,ssv2=/d/ssv2,...
+# the short form. RUNNER / WORKERS / ARGS as for build-egoexoclip.
+EGOIT_OUT ?= data/egoit
+EGOIT_SAMPLE ?= data/egoit_sample
+EGOIT_ROOTS ?=
+EGOIT_CONFIG ?=
+EGOIT_SOURCES := $(if $(strip $(EGOIT_CONFIG)),--config $(EGOIT_CONFIG),)$(if $(strip $(EGOIT_ROOTS)), --roots $(EGOIT_ROOTS),)
+
+egoit-sample: $(STAMP)
+	$(PY) -m pipeline.egoit.sample_release --out $(EGOIT_SAMPLE)
+
+build-egoit: $(STAMP)
+ifeq ($(strip $(EGOIT_SOURCES)),)
+	$(PY) -m pipeline.egoit.sample_release --out $(EGOIT_SAMPLE)
+	$(PY) -m pipeline.egoit --config $(EGOIT_SAMPLE)/egoit.yaml --out $(EGOIT_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
+else
+	$(PY) -m pipeline.egoit $(EGOIT_SOURCES) --out $(EGOIT_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
+endif
+
 # Google Cloud Dataflow: make submit-dataflow PROJECT=p REGION=us-central1 BUCKET=gs://b IMAGE=REGISTRY/exo2ego-worker:TAG \
 #   EGOEXO4D_ROOT=gs://b/egoexo4d OUT=gs://b/egoexoclip [ARGS="--max-workers 50 --machine-type n2-standard-8"]
 # IMAGE is docker/Dockerfile.worker. The driver gets Beam's GCP/AWS extras (requirements-cloud.txt) first.
@@ -68,7 +89,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 # Training: the three stages in order (STAGE=2 runs one). On a machine without a GPU: the tiny CPU smoke run on
-# the bundled sample build (built first if missing), so anyone can see it work.
+# the bundled sample builds (Ego-ExoClip for stages 1-2, EgoIT for stage 3; built first if missing).
 STAGE ?=
 TRAIN_CONFIG ?= configs/run.yaml
 NGPU ?= $(shell nvidia-smi -L 2>/dev/null | wc -l)
@@ -79,7 +100,8 @@ train: $(STAMP)
 	  $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NGPU) -m exo2ego_model.train --config $(TRAIN_CONFIG) $(STAGE_ARG); \
 	else \
 	  test -f $(OUT)/stats.json || $(MAKE) build-egoexoclip; \
-	  echo "no GPU: running the CPU smoke configuration (configs/smoke/run.yaml) on $(OUT)"; \
+	  test -f $(EGOIT_OUT)/stats.json || $(MAKE) build-egoit; \
+	  echo "no GPU: running the CPU smoke configuration (configs/smoke/run.yaml) on $(OUT) and $(EGOIT_OUT)"; \
 	  $(PY) -m exo2ego_model.train --config configs/smoke/run.yaml $(STAGE_ARG); \
 	fi
 
@@ -90,6 +112,10 @@ bench: $(STAMP)
 
 bench-loader: $(STAMP)
 	$(PY) -m exo2ego_model.bench_loader $(ARGS)
+
+# EgoIT build throughput on the bundled mini-release (mp4 and frames; items/s and clips/s per core).
+bench-egoit: $(STAMP)
+	$(PY) -m pipeline.egoit.bench $(ARGS)
 
 bench-train: $(STAMP)
 	$(PY) -m exo2ego_model.bench_train $(ARGS)

@@ -67,6 +67,7 @@ LOG = logging.getLogger(__name__)
 IGNORE_INDEX = -100  # labels ignored by torch's cross-entropy
 # One instruction turn. Mistral-Instruct's format; bos comes from the tokenizer, not from this string.
 PROMPT_TEMPLATE = "[INST] {prompt} [/INST]"
+VIDEO_PLACEHOLDER = "<video>"  # VideoLLaMA2's marker in the first human turn (EgoIT conversations carry it)
 
 Handler = Callable[[Exception], bool]
 
@@ -229,10 +230,27 @@ def _conversations(meta: dict, text: str, prompt: str) -> list[dict]:
     return conv
 
 
+# EgoIT samples (pipeline/egoit): one clip, `mp4` or `00.jpg`.. `NN.jpg`, and the conversation in `json`
+_EGOIT_FRAME = re.compile(r"^(?P<idx>\d+)\.jpg$")
+
+
+def egoit_clip(sample: dict) -> Clip | None:
+    """The clip of an EgoIT sample (mp4 bytes or JPEGs in order), or None when the sample is not one."""
+    if "mp4" in sample:
+        return sample["mp4"]
+    frames = {int(m["idx"]): data for name, data in sample.items() if (m := _EGOIT_FRAME.match(name))}
+    return [frames[i] for i in sorted(frames)] if frames else None
+
+
 def expand_sample(sample: dict, kind: str, prompt: str) -> list[dict]:
     """One shard sample -> the stage's undecoded samples {key, url, text, conversations, ego?, exo?}."""
     key, url = sample["__key__"], sample.get("__url__", "")
     meta = json.loads(sample["json"]) if "json" in sample else {}
+    clip = egoit_clip(sample)
+    if clip is not None:  # an EgoIT sample: the ego clip and its instruction conversation
+        if kind != "instruct":
+            raise ValueError(f"an EgoIT sample has no exo view: it feeds data_kind instruct, not {kind}")
+        return [{"url": url, "text": "", "key": key, "conversations": _conversations(meta, "", prompt), "ego": clip}]
     text = sample["txt"].decode("utf-8").strip() if "txt" in sample else str(meta.get("text", ""))
     ego, exos = sample_views(sample)
     pairs_layout = None in exos
@@ -306,7 +324,9 @@ def tokenize_conversation(tokenizer, conversations: Sequence[dict], max_tokens: 
     target: list[bool] = [False] * len(ids)
     for turn in conversations:
         if turn["from"] == "human":
-            piece = tokenizer.encode(PROMPT_TEMPLATE.format(prompt=turn["value"]), add_special_tokens=False)
+            # the visual tokens are placed by the model, so VideoLLaMA2's "<video>" placeholder is not text here
+            prompt = turn["value"].removeprefix(VIDEO_PLACEHOLDER + "\n").replace(VIDEO_PLACEHOLDER, "").strip()
+            piece = tokenizer.encode(PROMPT_TEMPLATE.format(prompt=prompt), add_special_tokens=False)
             ids += piece
             target += [False] * len(piece)
         else:

@@ -5,26 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import braceexpand
 import pyarrow.parquet as pq
 
 from exo2ego_model.config import ConfigError
-
-
-def shard_urls(pattern: str) -> list[str]:
-    urls = []
-    for part in pattern.split("::"):
-        urls.extend(braceexpand.braceexpand(part))
-    return urls
+from exo2ego_model.data import expand_urls
 
 
 def count_samples(pattern: str, kind: str) -> int:
-    """exo: every exo view of a narration; pairs: every (ego, exo view); instruct: every narration."""
+    """exo: every exo view of a narration; pairs: every (ego, exo view); instruct: every narration (Ego-ExoClip)
+    or every sample (EgoIT)."""
     total = 0
-    for url in shard_urls(pattern):
+    for url in expand_urls(pattern):  # brace patterns, list files, globs (data.expand_urls)
         manifest = Path(url).with_suffix(".parquet")
         if "://" in url or url.startswith("pipe:") or not manifest.exists():
             raise ConfigError(f"data.shards: no manifest {manifest} next to {url}: set data.epoch_samples")
+        names = pq.read_schema(manifest).names
+        if "conversations" in names:  # an EgoIT shard: one instruction sample per row
+            if kind != "instruct":
+                raise ConfigError(f"data.shards: {url} holds EgoIT samples, which feed data_kind instruct only")
+            total += pq.read_metadata(manifest).num_rows
+            continue
         rows = pq.read_table(
             manifest, columns=["key", "exo_cam", "exo_cams", "take_uid", "narration_index"]
         ).to_pylist()

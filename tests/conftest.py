@@ -34,3 +34,30 @@ def bundled_build(sample_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("build")
     stats = build(sample_root, out)
     return out, stats
+
+
+# ----------------------------------------------------------------------------------------------- EgoIT
+
+
+@pytest.fixture(scope="session")
+def egoit_sample(tmp_path_factory) -> Path:
+    from pipeline.egoit.sample_release import generate_sample
+
+    return generate_sample(tmp_path_factory.mktemp("egoit_sample"))
+
+
+def build_egoit(sample: Path, out, *extra: str) -> dict:
+    """The EgoIT CLI on the bundled mini-release (its egoit.yaml); returns stats.json."""
+    import json
+
+    from pipeline.egoit.cli import main
+
+    assert main(["--config", str(sample / "egoit.yaml"), "--out", str(out), *extra]) == 0
+    return json.loads((Path(out) / "stats.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def egoit_build(egoit_sample, tmp_path_factory):
+    """(output dir, stats) of a default (mp4) EgoIT build of the mini-release."""
+    out = tmp_path_factory.mktemp("egoit_build")
+    return out, build_egoit(egoit_sample, out)

@@ -13,13 +13,19 @@ from exo2ego_model.config import RunConfig, load_run_config
 from exo2ego_model.train import main, run
 
 
-def _run_config(bundled_build, tmp_path, **stage_over) -> RunConfig:
+def _run_config(bundled_build, tmp_path, egoit_build=None, **stage_over) -> RunConfig:
+    """The smoke run on the test session's builds: Ego-ExoClip shards, and EgoIT shards for the instruct stage
+    when an EgoIT build is given (as `make train` does)."""
     out, _ = bundled_build
     cfg = load_run_config("configs/smoke/run.yaml")
-    shards = ",".join(str(p) for p in sorted(out.glob("egoexoclip-train-*.tar")))
+    shards = "{" + ",".join(str(p) for p in sorted(out.glob("egoexoclip-train-*.tar"))) + "}"
+
+    def shards_of(stage):
+        return str(egoit_build[0] / "egoit-train-*.tar") if egoit_build and stage.data_kind == "instruct" else shards
+
     stages = tuple(
         dataclasses.replace(
-            s, data=dataclasses.replace(s.data, shards="{" + shards + "}", num_workers=0), **stage_over
+            s, data=dataclasses.replace(s.data, shards=shards_of(s), num_workers=0), **stage_over
         )
         for s in cfg.stages
     )
@@ -31,8 +37,8 @@ def _log(run_cfg: RunConfig, stage: str) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
-def test_three_stages_run_in_order_and_mark_done(bundled_build, tmp_path):
-    cfg = _run_config(bundled_build, tmp_path)
+def test_three_stages_run_in_order_and_mark_done(bundled_build, egoit_build, tmp_path):
+    cfg = _run_config(bundled_build, tmp_path, egoit_build)
     run(cfg, list(cfg.stages))
     for stage in cfg.stages:
         log = _log(cfg, stage.name)

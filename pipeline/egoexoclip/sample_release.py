@@ -11,12 +11,8 @@ and encoded with bit-exact ffmpeg flags, so two runs write byte-identical files.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 import zlib
@@ -25,18 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 
-from pipeline.core.framecode import (
-    GRID_COLS,
-    GRID_ROWS,
-    MAX_FRAME_INDEX,
-    _edges,
-    block_levels,
-    camera_code,
-    encode_frame,
-)
+from pipeline.core import stamped_video
+from pipeline.core.framecode import camera_code
 
 FPS = 30
 _NAMESPACE = uuid.UUID("6f1f2b1e-5a0c-4c57-9d38-2f4e0e5a1c00")  # fixed: uids depend on names only
@@ -251,110 +239,10 @@ BAD_RECORDS: tuple[dict, ...] = (
 # ---------------------------------------------------------------------------------------------------- videos
 
 
-def write_stamped_video(
-    path,
-    cam_id: str,
-    n_frames: int,
-    width: int,
-    height: int,
-    *,
-    offset_frames: int = 0,
-    fps: int = 30,
-    audio: bool = True,
-    preset: str = "ultrafast",
-    crf: int = 23,
-    gop: int | None = None,
-    textured: bool = False,
-    faststart: bool = True,
-) -> None:
-    """H.264 yuv420p (+AAC) mp4 whose frame j is stamped with (camera_code(cam_id), j - offset_frames)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    code = camera_code(cam_id)
-    # The stamp is achromatic, so plain frames go in as yuv420p: the stamp levels (16/235, limited-range luma
-    # extremes) as the Y plane and constant neutral chroma. That is half the bytes of RGB and spares ffmpeg the
-    # colour conversion, which together dominated the generation time. Textured frames carry colour: RGB.
-    in_fmt = "rgb24" if textured else "yuv420p"
-    chroma = bytes([128]) * (2 * ((width + 1) // 2) * ((height + 1) // 2))
-    cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-y",
-        "-v",
-        "error",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        in_fmt,
-        "-s",
-        f"{width}x{height}",
-        "-r",
-        str(fps),
-        "-i",
-        "-",
-    ]
-    if audio:  # exact duration rather than -shortest: the audio length then never depends on pipe timing
-        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={n_frames / fps}"]
-    # 16 kHz mono with the fast AAC coder: the audio track only has to exist, and costs a third of 48 kHz twoloop
-    cmd += ["-map", "0:v"] + (
-        ["-map", "1:a", "-c:a", "aac", "-aac_coder", "fast", "-b:a", "32k"] if audio else []
-    )
-    cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", "-threads", "1"]
-    cmd += ["-g", str(gop)] if gop else []
-    cmd += ["-movflags", "+faststart"] if faststart else []
-    cmd += ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-f", "mp4", str(path)]
-
-    ys, xs = _edges(height, GRID_ROWS), _edges(width, GRID_COLS)
-
-    def frame_at(j: int) -> int:  # file frames before the take's first instant carry MAX_FRAME_INDEX
-        return j - offset_frames if j >= offset_frames else MAX_FRAME_INDEX
-
-    plane = np.ascontiguousarray(encode_frame(code, frame_at(0), width, height)[:, :, 0])
-    levels = block_levels(code, frame_at(0))
-    texture = _Texture(width, height, ys, xs, code) if textured else None
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty ffmpeg cannot block our writes
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
-        with contextlib.suppress(OSError):  # bigger pipe: fewer wake-ups per frame (Linux only; best effort)
-            fcntl.fcntl(proc.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-        try:
-            for j in range(n_frames):
-                # Successive stamps differ in a few blocks only: repaint those instead of the whole frame.
-                new = block_levels(code, frame_at(j))
-                for r, c in zip(*np.nonzero(new != levels), strict=True):
-                    plane[ys[r] : ys[r + 1], xs[c] : xs[c + 1]] = new[r, c]
-                levels = new
-                if texture:
-                    proc.stdin.write(texture.frame(plane, j))
-                else:
-                    proc.stdin.write(plane)
-                    proc.stdin.write(chroma)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        if proc.wait() != 0:
-            err.seek(0)
-            raise RuntimeError(f"ffmpeg failed writing {path}: {err.read().decode(errors='replace')[-2000:]}")
-
-
-class _Texture:
-    """Coloured, panning noise outside the block centres: gives a realistic bitrate and leaves the centre half
-    of each block (what decode_frame reads), plus a safety margin, flat."""
-
-    PAN = 256  # the texture slides 2 px per frame and wraps every PAN/2 frames
-
-    def __init__(self, width, height, ys, xs, seed):
-        rng = np.random.default_rng(seed)
-        tile = rng.integers(16, 236, size=(height // 8 + 1, (width + self.PAN) // 8 + 1, 3), dtype=np.uint8)
-        self.tex = np.repeat(np.repeat(tile, 8, axis=0), 8, axis=1)[:height]
-        self.flat = np.zeros((height, width, 1), bool)
-        for r in range(GRID_ROWS):
-            for c in range(GRID_COLS):
-                dy, dx = (ys[r + 1] - ys[r]) // 5, (xs[c + 1] - xs[c]) // 5
-                self.flat[ys[r] + dy : ys[r + 1] - dy, xs[c] + dx : xs[c + 1] - dx] = True
-        self.width = width
-
-    def frame(self, plane: np.ndarray, j: int) -> np.ndarray:
-        s = (2 * j) % self.PAN
-        return np.where(self.flat, plane[:, :, None], self.tex[:, s : s + self.width])
+def write_stamped_video(path, cam_id: str, n_frames: int, width: int, height: int, **options) -> None:
+    """H.264 yuv420p (+AAC) mp4 whose frame j is stamped with (camera_code(cam_id), j - offset_frames): the core
+    writer (pipeline/core/stamped_video.py) with the camera's code. Module-level, so the bench can swap it."""
+    stamped_video.write_stamped_video(path, camera_code(cam_id), n_frames, width, height, **options)
 
 
 def _truncate(path: Path, keep: float = 0.4) -> None:

@@ -65,6 +65,9 @@ def load_encoder(model_dir: str | None = None, sha256: str | None = None):
     """A SentenceTransformer on the CPU, loaded offline from a verified folder (one per process)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per worker is noise in a build log
 
     if model_dir is None:
         path, expected = bundled_model_dir(), MINILM_SHA256

