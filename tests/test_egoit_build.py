@@ -212,7 +212,20 @@ def test_bad_command_lines_are_clear_errors(egoit_sample, tmp_path, capsys):
         (["--roots", "egtea", "--out", str(tmp_path)], "is not SOURCE=PATH"),
         (["--config", str(egoit_sample / "egoit.yaml"), "--dedup-threshold", "1.5", "--out", str(tmp_path)],
          "dedup_threshold=1.5"),
+        (["--config", str(egoit_sample / "egoit.yaml"), "--dedup-model", str(tmp_path), "--out", str(tmp_path)],
+         "model.safetensors: not found"),
     ]:  # fmt: skip
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_real_roots_config_template_parses():
+    """configs/egoit.yaml (the template for real downloads) is a valid config naming all five sources."""
+    from pipeline.egoit.build import config_from_mapping, load_config_file
+
+    cfg = config_from_mapping(load_config_file("configs/egoit.yaml"), "out", Path("configs"))
+    assert [s.name for s in cfg.sources] == ["egtea", "ssv2", "egotimeqa", "openeqa", "egoexolearn"]
+    egoexolearn = cfg.sources[-1]
+    assert egoexolearn.options == {"files": ["ego_train.csv"]}  # the issue: captions of the ego views
+    assert cfg.sources[3].videos.endswith("/frames")  # OpenEQA frames beside the json by default

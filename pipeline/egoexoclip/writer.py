@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo
+from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo, check_decode_settings
 from pipeline.core.writer import SourceClips, payload_bytes, shard_is_complete, write_shard
 from pipeline.egoexoclip import samples as S
 from pipeline.egoexoclip.plan import Failure, NarrationPlan, ShardPlan, TakePlan, ViewClip
@@ -27,24 +27,11 @@ class OutputFormat:
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"OutputFormat.layout={self.layout!r}: expected one of {LAYOUTS}")
-        if self.decode_threads < 1:
-            raise ValueError(f"OutputFormat.decode_threads={self.decode_threads!r}: must be >= 1")
-        if not self.decode_timeout_s > 0:
-            raise ValueError(f"OutputFormat.decode_timeout_s={self.decode_timeout_s!r}: must be > 0")
+        check_decode_settings("OutputFormat", self.decode_timeout_s, self.decode_threads)
 
     def content_options(self) -> dict:
         """What changes the bytes of a shard (for its fingerprint); threads and timeouts do not."""
-        c = self.clip
-        return {
-            "layout": self.layout,
-            "kind": c.kind,
-            "preset": c.preset,
-            "crf": c.crf,
-            "x264_threads": c.threads,
-            "n_frames": c.n_frames,
-            "size": c.size,
-            "jpeg_quality": c.jpeg_quality,
-        }
+        return {"layout": self.layout, **self.clip.content_options()}
 
 
 def take_sources(take: TakePlan) -> list[SourceClips]:

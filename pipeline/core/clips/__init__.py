@@ -8,7 +8,7 @@ Failures of the (native, untrusted-input) decoder surface as ExtractionError wit
 
 from ._proc import ExtractionError, ffmpeg_exe
 from .decode import read_frames
-from .extract import Clip, ClipFormat, ClipRequest, extract_clips
+from .extract import Clip, ClipFormat, ClipRequest, check_decode_settings, extract_clips
 from .plan import sample_frame_indices
 from .probe import VideoInfo, probe_video
 
@@ -18,6 +18,7 @@ __all__ = [
     "ClipRequest",
     "ExtractionError",
     "VideoInfo",
+    "check_decode_settings",
     "extract_clips",
     "ffmpeg_exe",
     "probe_video",

@@ -80,6 +80,26 @@ class ClipFormat:
             if not ok:
                 raise ValueError(f"ClipFormat.{name}={getattr(self, name)!r}: must be {want}")
 
+    def content_options(self) -> dict:
+        """The settings that change the bytes of a clip (for shard fingerprints)."""
+        return {
+            "kind": self.kind,
+            "preset": self.preset,
+            "crf": self.crf,
+            "x264_threads": self.threads,
+            "n_frames": self.n_frames,
+            "size": self.size,
+            "jpeg_quality": self.jpeg_quality,
+        }
+
+
+def check_decode_settings(owner: str, timeout_s: float, threads: int) -> None:
+    """Validation shared by the builders' output formats (errors name the field)."""
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"{owner}.decode_threads={threads!r}: must be an int >= 1")
+    if not timeout_s > 0:
+        raise ValueError(f"{owner}.decode_timeout_s={timeout_s!r}: must be > 0")
+
 
 @dataclass(frozen=True)
 class Clip:
