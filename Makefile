@@ -66,6 +66,28 @@ else
 	$(PY) -m pipeline.egoit $(EGOIT_SOURCES) --out $(EGOIT_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 endif
 
+# EgoClip (initialisation-stage clip-text pairs). With no EGOCLIP_CSV: generate the bundled sample (SYNTHETIC rows
+# in EgoVLP's egoclip.csv format, generated Ego4D-style videos) into $(EGOCLIP_SAMPLE) and build from it.
+# EGOCLIP_CSV=/d/egovlp/egoclip.csv EGO4D_ROOT=/d/ego4d (the ego4d CLI's --datasets full_scale download) for the
+# real data. RUNNER / WORKERS / ARGS as for build-egoexoclip.
+EGOCLIP_OUT ?= data/egoclip
+EGOCLIP_SAMPLE ?= data/egoclip_sample
+EGOCLIP_CSV ?=
+EGO4D_ROOT ?=
+.PHONY: build-egoclip egoclip-sample
+
+egoclip-sample: $(STAMP)
+	$(PY) -m pipeline.egoclip.sample_release --out $(EGOCLIP_SAMPLE)
+
+build-egoclip: $(STAMP)
+ifeq ($(strip $(EGOCLIP_CSV)),)
+	$(PY) -m pipeline.egoclip.sample_release --out $(EGOCLIP_SAMPLE)
+	$(PY) -m pipeline.egoclip --csv $(EGOCLIP_SAMPLE)/egoclip.csv --ego4d-root $(EGOCLIP_SAMPLE)/ego4d --out $(EGOCLIP_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
+else
+	@test -n "$(strip $(EGO4D_ROOT))" || { echo "EGOCLIP_CSV needs EGO4D_ROOT (the Ego4D download root)"; exit 2; }
+	$(PY) -m pipeline.egoclip --csv $(EGOCLIP_CSV) --ego4d-root $(EGO4D_ROOT) --out $(EGOCLIP_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
+endif
+
 # Google Cloud Dataflow: make submit-dataflow PROJECT=p REGION=us-central1 BUCKET=gs://b IMAGE=REGISTRY/exo2ego-worker:TAG \
 #   EGOEXO4D_ROOT=gs://b/egoexo4d OUT=gs://b/egoexoclip [ARGS="--max-workers 50 --machine-type n2-standard-8"]
 # IMAGE is docker/Dockerfile.worker. The driver gets Beam's GCP/AWS extras (requirements-cloud.txt) first.
@@ -88,21 +110,39 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check pipeline exo2ego_model tests
 	$(PY) -m pytest -q tests
 
-# Training: the three stages in order (STAGE=2 runs one). On a machine without a GPU: the tiny CPU smoke run on
-# the bundled sample builds (Ego-ExoClip for stages 1-2, EgoIT for stage 3; built first if missing).
+# Training: the initialisation and the three stages in order (STAGE=2 runs one). On a machine without a GPU: the
+# tiny CPU smoke run on the bundled sample builds (EgoClip for the initialisation, Ego-ExoClip for stages 1-2,
+# EgoIT for stage 3; built first if missing).
+# NPROC: ranks (processes) under torchrun: one per GPU by default; without a GPU, NPROC=2 runs the smoke
+# configuration on 2 CPU ranks (gloo), its shards resampled (the bundled build has fewer shards than readers),
+# into runs/smoke-<NPROC>ranks-<PARALLEL>. PARALLEL=ddp|fsdp|none|auto overrides run.parallel.
+#   make train NPROC=2 PARALLEL=fsdp
 STAGE ?=
 TRAIN_CONFIG ?= configs/run.yaml
 NGPU ?= $(shell nvidia-smi -L 2>/dev/null | wc -l)
+NPROC ?=
+PARALLEL ?=
 STAGE_ARG := $(if $(strip $(STAGE)),--stage $(STAGE),)
+PARALLEL_ARG := $(if $(strip $(PARALLEL)),--parallel $(PARALLEL),)
+SMOKE_RANKS_ARGS := --data resampled=true --data epoch_samples=64 \
+  --output-dir runs/smoke-$(NPROC)ranks-$(or $(strip $(PARALLEL)),auto)
 
 train: $(STAMP)
 	@if [ "$(NGPU)" -gt 0 ] 2>/dev/null; then \
-	  $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NGPU) -m exo2ego_model.train --config $(TRAIN_CONFIG) $(STAGE_ARG); \
+	  $(VENV)/bin/torchrun --standalone --nproc_per_node=$(or $(strip $(NPROC)),$(NGPU)) -m exo2ego_model.train \
+	    --config $(TRAIN_CONFIG) $(STAGE_ARG) $(PARALLEL_ARG); \
 	else \
+	  test -f $(EGOCLIP_OUT)/stats.json || $(MAKE) build-egoclip; \
 	  test -f $(OUT)/stats.json || $(MAKE) build-egoexoclip; \
 	  test -f $(EGOIT_OUT)/stats.json || $(MAKE) build-egoit; \
-	  echo "no GPU: running the CPU smoke configuration (configs/smoke/run.yaml) on $(OUT) and $(EGOIT_OUT)"; \
-	  $(PY) -m exo2ego_model.train --config configs/smoke/run.yaml $(STAGE_ARG); \
+	  if [ "$(NPROC)" -gt 1 ] 2>/dev/null; then \
+	    echo "no GPU: the CPU smoke configuration (configs/smoke/run.yaml) on $(NPROC) CPU ranks (gloo)"; \
+	    $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m exo2ego_model.train \
+	      --config configs/smoke/run.yaml $(SMOKE_RANKS_ARGS) $(STAGE_ARG) $(PARALLEL_ARG); \
+	  else \
+	    echo "no GPU: the CPU smoke configuration (configs/smoke/run.yaml) on $(EGOCLIP_OUT), $(OUT), $(EGOIT_OUT)"; \
+	    $(PY) -m exo2ego_model.train --config configs/smoke/run.yaml $(STAGE_ARG) $(PARALLEL_ARG); \
+	  fi; \
 	fi
 
 # Extraction vs the codec limit on generated 3.5-min takes (cached in data/bench/), naive per-clip ffmpeg, memory,

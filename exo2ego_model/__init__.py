@@ -1,1 +1,2 @@
-"""Exo2Ego progressive training package (issue 3: not implemented yet)."""
+"""exo2ego_model: the Exo2Ego model and its progressive training (initialisation + three stages) on the shards
+the pipeline builds, with DDP / FSDP2 parallelism, sharded checkpoints and an inference API (README "Training")."""

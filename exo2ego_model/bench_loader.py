@@ -6,7 +6,9 @@
 Without --shards it reads data/egoexoclip/ (make build-egoexoclip) when it exists, else generates the bundled
 sample release and builds it into a temporary directory first (~1 min). The loader runs the real pipeline
 (make_loader, kind "pairs", tiny tokenizer), drawing shards with replacement (resampled) until --seconds have passed, and reports
-pairs/s and pairs/s per CPU core used (workers, or 1 when --workers 0). A benchmark, not a test.
+pairs/s and pairs/s per CPU core used (workers, or 1 when --workers 0). By default it measures the path training
+uses: uint8 frames out of the workers, normalised on the device (train.py); --float32 measures the loader's
+normalising collate instead. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--uint8", action="store_true", help="uint8 frames (make_loader normalize_frames=False)")
+    ap.add_argument(
+        "--float32", action="store_true", help="normalise to float32 in the workers (not what train.py does)"
+    )
     ap.add_argument("--warmup-batches", type=int, default=2, help="batches not timed (worker start-up)")
     args = ap.parse_args(argv)
 
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         tok = tiny_tokenizer()
         pairs = batches = 0
         started = None
-        for batch in make_loader(cfg, "pairs", tok, batch_size=args.batch, normalize_frames=not args.uint8):
+        for batch in make_loader(cfg, "pairs", tok, batch_size=args.batch, normalize_frames=args.float32):
             batches += 1
             if started is None:
                 if batches >= args.warmup_batches:
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
         "size": args.size,
         "workers": args.workers,
         "batch": args.batch,
-        "frames_dtype": "uint8" if args.uint8 else "float32",
+        "frames_dtype": "float32" if args.float32 else "uint8",
         "cpu_count": os.cpu_count(),
         "shards": shards if isinstance(shards, str) else f"{len(shards)} shards",
     }

@@ -1,22 +1,26 @@
-"""GPU training benchmark: samples/s, tokens/s, peak memory and model FLOPs utilisation for a stage.
+"""Training benchmark: samples/s, tokens/s, peak memory and model FLOPs utilisation, per stage.
 
+    make bench-train                                     # every stage of configs/run.yaml (initialisation, 1-3)
     python -m exo2ego_model.bench_train --stage 2 --llm-layers 32 --llm-hidden 4096 --micro-batch 4
 
-Models are random and built from explicit sizes (nothing is downloaded): the vision towers are CLIP ViT
-(defaults: ViT-L/14 at 336) and the LLM a Mistral (defaults: 7B shapes). Batches are synthetic, at the real
-shapes (16 frames x 336 x 336, text of --text-tokens), so the figure measures the model, not the loader
-(`make bench-loader` measures that). A benchmark, not a test: run it on the GPU box.
+Models are random and built from explicit sizes (nothing is downloaded). On a GPU the defaults are the paper's
+shapes: CLIP ViT-L/14 at 336 px towers, a Mistral-7B-shaped LLM, 16 frames, bf16 autocast. Without a GPU the
+defaults are a tiny model (--tiny; --full forces the real shapes) so that the same command shows the pipeline
+working on a CPU; its numbers say nothing about a GPU. Batches are synthetic at the configured shapes, so the
+figures measure the model, not the loader (`make bench-loader` measures that).
 
-MFU counts matmul FLOPs per token (attention scores excluded): forward 2*N over all parameters the tokens go
-through, backward 2*N for activation gradients through every module upstream of a trainable one, plus 2*N for
-the weight gradients of trainable parameters; divided by the GPU's dense bf16 peak (--peak-tflops, or looked up
-from the device name).
+MFU: the FLOPs of one training step as torch's FlopCounterMode counts them (matmuls including attention,
+convolutions: the STC connector and the ResNet F / G are convolutional, so a per-parameter formula would miss
+most of them), forward and backward, measured once before timing; times steps per second, divided by the GPU's
+dense bf16 peak (--peak-tflops, or looked up from the device name).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import sys
 import time
 
 import torch
@@ -24,6 +28,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, MistralConfig, Mistr
 
 from exo2ego_model.config import ModelConfig, load_run_config
 from exo2ego_model.model import Exo2EgoModel, apply_stage
+from exo2ego_model.prompt import VIDEO_TOKEN_INDEX
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0, "4090": 165.0}
 
@@ -57,10 +62,8 @@ def build(args, cfg: ModelConfig, device) -> Exo2EgoModel:
     )
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     with torch.device(device):
-        exo = CLIPVisionModel(vision)
-        getattr(exo, "vision_model", exo).post_layernorm = torch.nn.Identity()
-        ego = CLIPVisionModel(vision)
-        getattr(ego, "vision_model", ego).post_layernorm = torch.nn.Identity()
+        # the constructor cuts each tower at cfg.feature_layer and drops its post-layernorm
+        exo, ego = CLIPVisionModel(vision), CLIPVisionModel(copy.deepcopy(vision))
         llm = MistralForCausalLM(llm_cfg).to(dtype)
         model = Exo2EgoModel(cfg, exo, ego, llm)
     return model
@@ -73,6 +76,7 @@ def synthetic_batch(args, kind: str, device) -> dict:
         "input_ids_BL": torch.randint(3, 32000, (B, L), device=device),
         "attention_mask_BL": torch.ones(B, L, dtype=torch.long, device=device),
     }
+    batch["input_ids_BL"][:, 1] = VIDEO_TOKEN_INDEX  # where the visual tokens go (after bos, as in training)
     labels = batch["input_ids_BL"].clone()
     labels[:, : L // 2] = -100  # the prompt half
     batch["labels_BL"] = labels
@@ -81,32 +85,30 @@ def synthetic_batch(args, kind: str, device) -> dict:
     return batch
 
 
-def flops_per_sample(model: Exo2EgoModel, kind: str, args, n_visual: int) -> float:
-    def n(module, trainable=False):
-        return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
+def step_flops(model: Exo2EgoModel, batch: dict, losses: dict, autocast, visual_input=None) -> float:
+    """FLOPs of one training step (forward + backward) as torch counts them; gradients are dropped after."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    frame_tokens = args.frames * ((args.image_size // args.patch) ** 2 + 1)
-    text = args.text_tokens + n_visual
-    total = 0.0
-    towers = {
-        "exo": [model.exo_tower],
-        "pairs": [model.exo_tower, model.ego_tower],
-        "instruct": [model.ego_tower],
-    }
-    for tower in towers[kind]:
-        grads = n(tower, trainable=True)
-        total += frame_tokens * (2 * n(tower) + (4 * n(tower) if grads else 0))
-    llm_all, llm_train = n(model.llm), n(model.llm, trainable=True)
-    # the LLM sits after every trainable vision part, so activation gradients always flow through it
-    total += text * (2 * llm_all + 2 * llm_all + 2 * llm_train)
-    return total
+    counter = FlopCounterMode(display=False)
+    with counter:
+        with autocast:
+            out = model(batch, losses, visual_input=visual_input)
+        out["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+TINY = dict(micro_batch=2, steps=3, warmup=1, frames=4, image_size=56, patch=14, text_tokens=64, vision_layers=2,
+            vision_hidden=64, llm_layers=2, llm_hidden=128)  # fmt: skip
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m exo2ego_model.bench_train", description=__doc__.split("\n\n")[0]
     )
-    ap.add_argument("--stage", type=int, default=2, choices=(1, 2, 3))
+    ap.add_argument("--stage", default="all", help="0 (initialisation), 1, 2, 3 or all (default)")
+    ap.add_argument("--tiny", action="store_true", help="tiny shapes (the default without a GPU)")
+    ap.add_argument("--full", action="store_true", help="the paper's shapes even without a GPU")
     ap.add_argument("--micro-batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
@@ -122,11 +124,44 @@ def main(argv=None) -> int:
     ap.add_argument("--peak-tflops", type=float, default=0.0)
     ap.add_argument("--out", default="", help="also write the result JSON here")
     args = ap.parse_args(argv)
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    stage = load_run_config("configs/run.yaml").stages[args.stage - 1]
+    if args.tiny or (device.type == "cpu" and not args.full):
+        explicit = {a.dest for a in ap._actions if any(o in (argv or sys.argv[1:]) for o in a.option_strings)}
+        for key, value in TINY.items():  # tiny defaults; sizes given on the command line win
+            if key not in explicit:
+                setattr(args, key, value)
+    stages = load_run_config("configs/run.yaml").stages
+    chosen = range(len(stages)) if args.stage == "all" else [int(args.stage)]
+    results = [bench_stage(args, stages[i], device) for i in chosen]
+    for r in results:
+        print(json.dumps(r))
+    print(table(results), file=sys.stderr)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results if len(results) > 1 else results[0], f, indent=1)
+    return 0
+
+
+def table(results: list[dict]) -> str:
+    lines = [f"{'stage':28} {'samples/s':>10} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>9}"]
+    for r in results:
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+        mem = r["peak_memory_gib"] if r["peak_memory_gib"] is not None else "n/a"
+        lines.append(f"{r['stage']:28} {r['samples_per_s']:>10} {r['tokens_per_s']:>10} {r['achieved_tflops']:>8} "
+                     f"{mfu:>6} {mem:>9}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def bench_stage(args, stage, device) -> dict:
+    """One stage: build the model at the configured shapes, time `steps` optimizer steps after `warmup`."""
+    # the paper's feature layer (-2: the last tower layer is cut) unless the tower has a single layer
+    feature_layer = -2 if args.vision_layers > 1 else -1
     cfg = ModelConfig(
-        vision_tower="synthetic", llm="synthetic", n_frames=args.frames, image_size=args.image_size
+        vision_tower="synthetic",
+        llm="synthetic",
+        n_frames=args.frames,
+        image_size=args.image_size,
+        feature_layer=feature_layer,
     )
     torch.manual_seed(0)
     model = build(args, cfg, device)
@@ -136,7 +171,9 @@ def main(argv=None) -> int:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda")
     batch = synthetic_batch(args, stage.data_kind, device)
+    visual_input = stage.visual_input or None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    flops = step_flops(model, batch, stage.losses, autocast, visual_input)  # before timing: it slows the step
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     for i in range(args.warmup + args.steps):
@@ -145,7 +182,7 @@ def main(argv=None) -> int:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
         with autocast:
-            out = model(batch, stage.losses)
+            out = model(batch, stage.losses, visual_input=visual_input)
         out["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -154,11 +191,11 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     with torch.no_grad(), autocast:  # ego takes precedence, as in the forward pass
         views = {k: v[:1] for k, v in batch.items() if k.endswith("_BTCHW")}
-        n_visual = model.visual_tokens(**views).shape[1]
+        n_visual = model.visual_tokens(**views, visual_input=visual_input).shape[1]
     samples_s = args.steps * args.micro_batch / seconds
-    achieved = flops_per_sample(model, stage.data_kind, args, n_visual) * samples_s
+    achieved = flops * args.steps / seconds
     peak = peak_tflops(device, args.peak_tflops)
-    result = {
+    return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "stage": stage.name,
         "micro_batch": args.micro_batch,
@@ -167,19 +204,15 @@ def main(argv=None) -> int:
         "llm_params": sum(p.numel() for p in model.llm.parameters()),
         "vision_params_per_tower": sum(p.numel() for p in model.ego_tower.parameters()),
         "trainable_params": sum(p.numel() for p in params),
+        "visual_tokens": n_visual,
         "samples_per_s": round(samples_s, 3),
         "tokens_per_s": round(samples_s * (args.text_tokens + n_visual), 1),
         "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         if device.type == "cuda"
         else None,
-        "achieved_tflops": round(achieved / 1e12, 2),
+        "achieved_tflops": round(achieved / 1e12, 4),
         "mfu": round(achieved / (peak * 1e12), 4) if peak else None,
     }
-    print(json.dumps(result))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-    return 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import yaml
 # The model's trainable groups; a stage's `trainable` lists some of them, the rest are frozen.
 MODULE_GROUPS = ("exo_tower", "ego_tower", "projector", "map_f", "map_g", "llm", "lora")
 LOSSES = ("vtg", "kl", "cycle")
-STAGE_DATA = ("exo", "pairs", "instruct")
+STAGE_DATA = ("exo", "pairs", "instruct", "ego")
 
 
 class ConfigError(ValueError):
@@ -29,37 +29,66 @@ def _check(cond: bool, where: str, value, why: str) -> None:
         raise ConfigError(f"{where}={value!r}: {why}")
 
 
+CONNECTORS = ("stc", "stc_v35", "mlp")
+MAPPINGS = ("resnet", "mlp")
+VISUAL_INPUTS = ("x+Fx", "x")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # A local directory (from_pretrained) or "tiny" for a small random model built in code.
     vision_tower: str = "openai/clip-vit-large-patch14-336"
     llm: str = "mistralai/Mistral-7B-Instruct-v0.2"
+    # A VideoLLaMA2 checkpoint directory (config.json + safetensors) whose vision tower, connector and LLM
+    # initialise the exo branch (the ego tower then copies the exo one); "" keeps vision_tower / llm weights.
+    videollama2: str = ""
     n_frames: int = 16
     image_size: int = 336
-    pool_side: int = 4  # patch grid pooled to pool_side x pool_side tokens per frame
-    temporal_stride: int = 2  # frames merged per visual token group (16 frames -> 8 steps)
-    mapping_blocks: int = 9  # residual blocks of F and G
-    mapping_bottleneck: int = 4  # down-sampling factor of the feature dim inside F and G
+    feature_layer: int = -2  # CLIP hidden_states index the features come from (VideoLLaMA2: select_layer -2)
+    # Visual features -> LLM tokens. "stc": VideoLLaMA2's STC connector (mm_projector_type stc_connector: RegNet
+    # stage, Conv3d 2x2x2 with padding 1, RegNet stage, MLP); "stc_v35": its stc_connector_v35 (padding 0);
+    # "mlp": grid pooled to pool_side^2 per frame, temporal_stride frames averaged, 2-layer MLP.
+    connector: str = "stc"
+    connector_depth: int = 4  # RegNet blocks per STC stage (VideoLLaMA2: 4)
+    connector_width: int = 0  # STC channels; 0 = the LLM width, as VideoLLaMA2
+    pool_side: int = 4  # "mlp" connector: patch grid pooled to pool_side x pool_side tokens per frame
+    temporal_stride: int = 2  # "mlp" connector: frames merged per visual token group (16 frames -> 8 steps)
+    # F (ego -> exo) and G (exo -> ego). "resnet": CycleGAN ResNet-generator shape over each frame's feature
+    # grid (the paper: residual blocks with down- and up-sampling); "mlp": per-token residual MLP blocks.
+    mapping: str = "resnet"
+    mapping_blocks: int = 9  # residual blocks of F and G (the paper: 9)
+    mapping_bottleneck: int = 4  # feature dim / channels after F's and G's input projection
+    mapping_downsample: int = 2  # "resnet": stride-2 down-samplings (each doubling channels) before the blocks
     kl_temperature: float = 1.0
     visual_input: str = "x+Fx"  # what the LLM sees of an ego clip: "x+Fx" (paper) or "x"
     dtype: str = "bfloat16"  # weights dtype on GPU; CPU runs use float32
 
     def __post_init__(self):
         _check(self.n_frames >= 1, "model.n_frames", self.n_frames, "must be >= 1")
+        _check(self.image_size >= 8, "model.image_size", self.image_size, "must be >= 8")
         _check(
-            self.n_frames % self.temporal_stride == 0,
+            self.temporal_stride >= 1 and self.n_frames % self.temporal_stride == 0,
             "model.temporal_stride",
             self.temporal_stride,
             f"must divide n_frames={self.n_frames}",
         )
+        _check(self.feature_layer != 0, "model.feature_layer", self.feature_layer, "0 is the embeddings")
+        _check(self.connector in CONNECTORS, "model.connector", self.connector, f"expected one of {CONNECTORS}")
+        _check(self.connector_depth >= 0, "model.connector_depth", self.connector_depth, "must be >= 0")
+        _check(self.connector_width >= 0, "model.connector_width", self.connector_width, "must be >= 0")
         _check(self.pool_side >= 1, "model.pool_side", self.pool_side, "must be >= 1")
+        _check(self.mapping in MAPPINGS, "model.mapping", self.mapping, f"expected one of {MAPPINGS}")
         _check(self.mapping_blocks >= 1, "model.mapping_blocks", self.mapping_blocks, "must be >= 1")
         _check(
             self.mapping_bottleneck >= 1, "model.mapping_bottleneck", self.mapping_bottleneck, "must be >= 1"
         )
+        _check(self.mapping_downsample >= 0, "model.mapping_downsample", self.mapping_downsample, "must be >= 0")
         _check(self.kl_temperature > 0, "model.kl_temperature", self.kl_temperature, "must be > 0")
         _check(
-            self.visual_input in ("x+Fx", "x"), "model.visual_input", self.visual_input, "expected x+Fx or x"
+            self.visual_input in VISUAL_INPUTS,
+            "model.visual_input",
+            self.visual_input,
+            f"expected one of {VISUAL_INPUTS}",
         )
         _check(self.dtype in ("bfloat16", "float16", "float32"), "model.dtype", self.dtype, "unknown dtype")
 
@@ -130,7 +159,11 @@ class StageConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     checkpoint_every: int = 500  # optimizer steps
+    keep_checkpoints: int = 2  # the newest N step checkpoints are kept, older ones deleted
     log_every: int = 10
+    # what the LLM sees of an ego clip in this stage: "" = model.visual_input; "x" for the initialisation
+    # stage, which trains the ego tower and connector before F exists
+    visual_input: str = ""
 
     def __post_init__(self):
         _check(
@@ -175,6 +208,15 @@ class StageConfig:
         )
         _check(self.epochs > 0, f"stage[{self.name}].epochs", self.epochs, "must be > 0")
         _check(self.grad_clip >= 0, f"stage[{self.name}].grad_clip", self.grad_clip, "must be >= 0")
+        _check(
+            self.keep_checkpoints >= 1, f"stage[{self.name}].keep_checkpoints", self.keep_checkpoints, "must be >= 1"
+        )
+        _check(
+            self.visual_input in ("", "x", "x+Fx"),
+            f"stage[{self.name}].visual_input",
+            self.visual_input,
+            "expected '', x or x+Fx",
+        )
 
     def accumulation_steps(self, world_size: int) -> int:
         per_step = self.micro_batch * world_size

@@ -1,4 +1,4 @@
-"""Ego-ExoClip shards -> training batches for the three Exo2Ego stages, as small webdataset stages.
+"""Ego-ExoClip, EgoClip and EgoIT shards -> training batches for the Exo2Ego stages, as small webdataset stages.
 
     ShardSource            the shard URLs of this (rank, worker): disjoint split, or resampled (infinite)
     tarfile_to_samples     webdataset: tar members grouped into samples ({"__key__", "ego.mp4", "json", ...})
@@ -11,7 +11,9 @@
 Both layouts of the build are read, detected per sample from its member names (README "What the build
 writes"): pairs (`ego.mp4`/`exo.mp4` or `ego.NN.jpg`/`exo.NN.jpg`) and moments (`exo.<cam>.mp4` or
 `exo.<cam>.NN.jpg` per view). Keys of expanded samples are pair keys in both layouts: `<narration key>-<cam>`
-for "exo" and "pairs", the narration key for "instruct".
+for "exo" and "pairs", the narration key for "instruct" and "ego". EgoClip shards (pipeline/egoclip: `ego.mp4` or
+`ego.NN.jpg`, `txt`, `json`, no exo view) feed "ego" (the initialisation stage: the caption answers data.prompt)
+and "instruct"; EgoIT shards (`mp4` or `NN.jpg` + conversation) feed "instruct".
 
 Errors: every stage takes `handler` (webdataset's convention: raise, or return True to skip the sample / False
 to stop). The default re-raises a `SampleError` whose message names the shard URL and the sample key;
@@ -19,7 +21,7 @@ to stop). The default re-raises a `SampleError` whose message names the shard UR
 that batch is one smaller: batch boundaries are fixed before decoding, which keeps `skip_batches` exact.
 
 Batches (dict): keys (list[str]), input_ids_BL, attention_mask_BL, labels_BL (int64), and ego_BTCHW and/or
-exo_BTCHW (float32, CLIP-normalised): "exo" -> exo only, "pairs" -> both, "instruct" -> ego only.
+exo_BTCHW (float32, CLIP-normalised): "exo" -> exo only, "pairs" -> both, "instruct" and "ego" -> ego only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import posixpath
 import random
 import re
 import shlex
@@ -40,6 +43,13 @@ import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
 from exo2ego_model.config import STAGE_DATA, DataConfig
+from exo2ego_model.prompt import (  # the chat format, shared with inference (one VIDEO_TOKEN_INDEX per row)
+    IGNORE_INDEX,
+    PROMPT_TEMPLATE,
+    VIDEO_PLACEHOLDER,
+    VIDEO_TOKEN_INDEX,
+    tokenize_conversation,
+)
 from exo2ego_model.video import CLIP_MEAN, CLIP_STD, decode_clip, normalize, uniform_indices
 
 __all__ = [
@@ -47,6 +57,8 @@ __all__ = [
     "CLIP_STD",
     "IGNORE_INDEX",
     "PROMPT_TEMPLATE",
+    "VIDEO_PLACEHOLDER",
+    "VIDEO_TOKEN_INDEX",
     "SampleError",
     "ShardSource",
     "decode_batches",
@@ -63,11 +75,6 @@ __all__ = [
 ]
 
 LOG = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100  # labels ignored by torch's cross-entropy
-# One instruction turn. Mistral-Instruct's format; bos comes from the tokenizer, not from this string.
-PROMPT_TEMPLATE = "[INST] {prompt} [/INST]"
-VIDEO_PLACEHOLDER = "<video>"  # VideoLLaMA2's marker in the first human turn (EgoIT conversations carry it)
 
 Handler = Callable[[Exception], bool]
 
@@ -102,11 +109,60 @@ def gopen_url(url: str) -> str:
     return url
 
 
+_LIST_FILES = (".txt", ".list", ".shards")
+
+
+def _is_local(spec: str) -> bool:
+    return "://" not in spec and not spec.startswith("pipe:")
+
+
+def _read_index(spec: str) -> str:
+    """The text of a list file or wids index: a local file, or any URL webdataset opens (gs://, s3:// through
+    gopen_url)."""
+    if _is_local(spec):
+        return Path(spec).read_text()
+    with wds.gopen(gopen_url(spec), "rb") as f:
+        return f.read().decode()
+
+
+def resolve_url(index: str, url: str) -> str:
+    """`url` named by the list file / wids index at `index`: relative ones are relative to the index's folder
+    (wids' rule); absolute paths, URLs and pipe: commands are kept."""
+    if not _is_local(url) or url.startswith("/"):
+        return url
+    if _is_local(index):
+        return posixpath.normpath(posixpath.join(posixpath.dirname(index), url))
+    return f"{index.rsplit('/', 1)[0]}/{url}"
+
+
+def wids_urls(index: str) -> list[str]:
+    """Shard URLs of a wids index (`*.wids.json`, as the builders write one per split): its `shardlist`, then
+    the shardlists of its `datasets` (inline, or `source_url` read in turn), resolved against their index."""
+    try:
+        doc = json.loads(_read_index(index))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"data.shards={index!r}: not a readable wids index ({err})") from None
+    if not isinstance(doc, dict) or doc.get("wids_version") != 1:
+        raise ValueError(f"data.shards={index!r}: not a wids index (no \"wids_version\": 1)")
+    urls = [resolve_url(index, s["url"]) for s in doc.get("shardlist", [])]
+    for part in doc.get("datasets", []):
+        if "source_url" in part:
+            urls += wids_urls(resolve_url(index, part["source_url"]))
+        else:
+            base = part.get("base")
+            urls += [resolve_url(index, f"{base}/{s['url']}" if base else s["url"]) for s in part["shardlist"]]
+    if not urls:
+        raise ValueError(f"data.shards={index!r}: the wids index lists no shard")
+    return urls
+
+
 def expand_urls(spec: str | Sequence[str]) -> list[str]:
     """Shard URLs of a DataConfig.shards value, in order.
 
     - a brace pattern (`data/egoexoclip-train-{000000..000009}.tar`), several joined by `::`;
-    - a local list file (`*.txt` / `*.list` / `*.shards`: one URL or pattern a line, `#` comments);
+    - a manifest: a wids index (`*.json`, e.g. the `<prefix>-<split>.wids.json` each builder writes) or a list
+      file (`*.txt` / `*.list` / `*.shards`: one URL, pattern or index a line, `#` comments); relative entries
+      are relative to the manifest's folder; local, or any URL (gs://, s3://, http(s)://);
     - a local glob (`data/*.tar`, sorted);
     - a list of any of these.
     Each URL is then passed through `gopen_url` (gs:// and s3:// become `pipe:` commands).
@@ -115,11 +171,16 @@ def expand_urls(spec: str | Sequence[str]) -> list[str]:
         return [u for s in spec for u in expand_urls(s)]
     spec = spec.strip()
     if not spec:
-        raise ValueError("data.shards is empty: give a brace pattern, list file or URL of .tar shards")
-    if spec.endswith((".txt", ".list", ".shards")) and "://" not in spec and not spec.startswith("pipe:"):
-        lines = Path(spec).read_text().splitlines()
-        return expand_urls([ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")])
-    if "://" not in spec and not spec.startswith("pipe:") and any(c in spec for c in "*?["):
+        raise ValueError("data.shards is empty: give a brace pattern, list file, wids index or URL of .tar shards")
+    if spec.endswith(".json") and not spec.startswith("pipe:"):
+        return expand_urls(wids_urls(spec))
+    if spec.endswith(_LIST_FILES) and not spec.startswith("pipe:"):
+        lines = [ln.strip() for ln in _read_index(spec).splitlines()]
+        entries = [resolve_url(spec, ln) for ln in lines if ln and not ln.startswith("#")]
+        if not entries:
+            raise ValueError(f"data.shards={spec!r}: the list file names no shard")
+        return expand_urls(entries)
+    if _is_local(spec) and any(c in spec for c in "*?["):
         found = sorted(glob.glob(spec))
         if not found:
             raise ValueError(f"data.shards={spec!r}: the glob matches no file")
@@ -194,7 +255,8 @@ def _as_clip(value) -> Clip:
 
 
 def sample_views(sample: dict) -> tuple[Clip, dict[str | None, Clip]]:
-    """(ego clip, {exo cam: clip}) of a shard sample; the cam is None for the pairs layout (one exo view)."""
+    """(ego clip, {exo cam: clip}) of a shard sample; the cam is None for the pairs layout (one exo view); no
+    exo view ({}) for an ego-only sample (EgoClip: `ego.mp4` or `ego.NN.jpg`, `txt`, `json`)."""
     ego: dict = {}
     exos: dict = {}
     for name, data in sample.items():
@@ -204,8 +266,6 @@ def sample_views(sample: dict) -> tuple[Clip, dict[str | None, Clip]]:
             _collect(exos, m["cam"], m["idx"], data)
     if "ego" not in ego:
         raise ValueError(f"no ego clip (members: {sorted(k for k in sample if not k.startswith('__'))})")
-    if not exos:
-        raise ValueError(f"no exo clip (members: {sorted(k for k in sample if not k.startswith('__'))})")
     if None in exos and len(exos) > 1:
         raise ValueError("both pairs-layout (exo.mp4) and moments-layout (exo.<cam>.*) members")
     return _as_clip(ego["ego"]), {cam: _as_clip(v) for cam, v in exos.items()}
@@ -242,29 +302,46 @@ def egoit_clip(sample: dict) -> Clip | None:
     return [frames[i] for i in sorted(frames)] if frames else None
 
 
+def _first_pair_of_narration(meta: dict) -> bool:
+    """Pairs layout: the ego clip is repeated once per exo view; a narration is kept once, at its first exo cam."""
+    cams = sorted(meta.get("exo_cams") or [])
+    return not (cams and meta.get("exo_cam") and meta["exo_cam"] != cams[0])
+
+
+def caption_turns(text: str, prompt: str) -> list[dict]:
+    """The caption as the answer to `prompt` (data.prompt): the conversation of "exo", "pairs" and "ego"."""
+    return [{"from": "human", "value": prompt}, {"from": "gpt", "value": text}]
+
+
 def expand_sample(sample: dict, kind: str, prompt: str) -> list[dict]:
-    """One shard sample -> the stage's undecoded samples {key, url, text, conversations, ego?, exo?}."""
+    """One shard sample -> the stage's undecoded samples {key, url, text, conversations, ego?, exo?}.
+
+    "ego" and "instruct": one per ego clip (an EgoClip sample; an Ego-ExoClip narration, once in the pairs
+    layout), keyed by the narration key; "ego" answers data.prompt with the caption, "instruct" uses the json's
+    conversations when it has them. "exo" / "pairs": one per exo view (Ego-ExoClip only)."""
     key, url = sample["__key__"], sample.get("__url__", "")
     meta = json.loads(sample["json"]) if "json" in sample else {}
     clip = egoit_clip(sample)
     if clip is not None:  # an EgoIT sample: the ego clip and its instruction conversation
         if kind != "instruct":
-            raise ValueError(f"an EgoIT sample has no exo view: it feeds data_kind instruct, not {kind}")
+            raise ValueError(f"an EgoIT sample has no exo view and no caption: it feeds data_kind instruct, not {kind}")
         return [{"url": url, "text": "", "key": key, "conversations": _conversations(meta, "", prompt), "ego": clip}]
     text = sample["txt"].decode("utf-8").strip() if "txt" in sample else str(meta.get("text", ""))
     ego, exos = sample_views(sample)
-    pairs_layout = None in exos
     base = {"url": url, "text": text}
-    if kind == "instruct":
-        if pairs_layout:
-            # the ego clip is repeated once per exo view: keep the narration once, at its first exo cam
-            cams = sorted(meta.get("exo_cams") or [])
-            if cams and meta.get("exo_cam") and meta["exo_cam"] != cams[0]:
-                return []
-        nkey = meta.get("key") or key
-        return [{**base, "key": nkey, "conversations": _conversations(meta, text, prompt), "ego": ego}]
-    conv = [{"from": "human", "value": prompt}, {"from": "gpt", "value": text}]
-    views = [(key, exos[None])] if pairs_layout else [(f"{key}-{cam}", exos[cam]) for cam in sorted(exos)]
+    if kind in ("ego", "instruct"):
+        if None in exos and not _first_pair_of_narration(meta):
+            return []
+        if kind == "ego" and not text:
+            raise ValueError("no caption (txt / json text) for data_kind ego")
+        conv = caption_turns(text, prompt) if kind == "ego" else _conversations(meta, text, prompt)
+        return [{**base, "key": meta.get("key") or key, "conversations": conv, "ego": ego}]
+    if not exos:
+        members = sorted(k for k in sample if not k.startswith("__"))
+        raise ValueError(f"no exo clip (members: {members}): an ego-only (EgoClip) sample feeds data_kind ego "
+                         f"or instruct, not {kind}")  # fmt: skip
+    conv = caption_turns(text, prompt)
+    views = [(key, exos[None])] if None in exos else [(f"{key}-{cam}", exos[cam]) for cam in sorted(exos)]
     out = []
     for pkey, exo in views:
         item = {**base, "key": pkey, "conversations": conv, "exo": exo}
@@ -276,7 +353,7 @@ def expand_sample(sample: dict, kind: str, prompt: str) -> list[dict]:
 
 def expand_samples(src: Iterable[dict], kind: str, prompt: str, handler: Handler = wds.reraise_exception):
     """Stage: shard samples -> stage samples ("exo": one per exo view, "pairs": one per (ego, exo view),
-    "instruct": one per narration)."""
+    "instruct" and "ego": one per narration / EgoClip clip / EgoIT sample (not "ego"))."""
     if kind not in STAGE_DATA:
         raise ValueError(f"kind={kind!r}: expected one of {STAGE_DATA}")
     for sample in src:
@@ -310,51 +387,17 @@ def take_samples(src: Iterable[dict], per_rank: int):
 # --------------------------------------------------------------------------------------- tokenization
 
 
-def tokenize_conversation(tokenizer, conversations: Sequence[dict], max_tokens: int) -> tuple[list, list]:
-    """(input ids, labels) of `bos [INST] human [/INST] gpt eos [INST] human [/INST] gpt eos ...`.
-
-    Labels are IGNORE_INDEX everywhere except the gpt answers and their eos. Each piece is encoded on its own
-    (add_special_tokens=False) so that the label boundaries are exact; answers get a leading space.
-    Truncation to max_tokens keeps the targets: prompt tokens (never bos) are dropped first, from the left,
-    so the `[/INST]` marker stays next to its answer; only if the targets alone do not fit is the sequence
-    cut at the end, and then its last token is set back to eos (the model still learns to stop).
-    """
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    ids: list[int] = [] if bos is None else [bos]
-    target: list[bool] = [False] * len(ids)
-    for turn in conversations:
-        if turn["from"] == "human":
-            # the visual tokens are placed by the model, so VideoLLaMA2's "<video>" placeholder is not text here
-            prompt = turn["value"].removeprefix(VIDEO_PLACEHOLDER + "\n").replace(VIDEO_PLACEHOLDER, "").strip()
-            piece = tokenizer.encode(PROMPT_TEMPLATE.format(prompt=prompt), add_special_tokens=False)
-            ids += piece
-            target += [False] * len(piece)
-        else:
-            piece = tokenizer.encode(" " + turn["value"], add_special_tokens=False) + [eos]
-            ids += piece
-            target += [True] * len(piece)
-    excess = len(ids) - max_tokens
-    if excess > 0:
-        start = 0 if bos is None else 1
-        drop = set(islice((i for i in range(start, len(ids)) if not target[i]), excess))
-        ids = [t for i, t in enumerate(ids) if i not in drop]
-        target = [t for i, t in enumerate(target) if i not in drop]
-    if len(ids) > max_tokens:
-        ids, target = ids[:max_tokens], target[:max_tokens]
-        ids[-1], target[-1] = eos, True
-    labels = [t if is_target else IGNORE_INDEX for t, is_target in zip(ids, target, strict=True)]
-    return ids, labels
-
-
 def make_collate(
     tokenizer, cfg: DataConfig, *, normalize_frames: bool = True
 ) -> Callable[[list[dict]], dict]:
     """Decoded samples (key, conversations, ego/exo uint8 frames_TCHW) -> a batch (see module doc).
 
     Text is right-padded with pad_token_id (eos when the tokenizer has no pad token); padding has attention
-    mask 0 and label IGNORE_INDEX. Frames are normalised here, in the loader workers; normalize_frames=False
-    keeps them uint8 (4x less to send from the workers; measured ~3x more pairs/s on 2 cores at 16x336x336):
-    the trainer then calls `normalize` on the device.
+    mask 0 and label IGNORE_INDEX. Each row of input_ids_BL holds one VIDEO_TOKEN_INDEX (negative, not a
+    vocabulary id: decode only the other ids), where the model splices in the clip's visual tokens.
+    Frames are normalised here, in the loader workers; normalize_frames=False keeps them uint8 (4x less to
+    send from the workers; measured ~3x more pairs/s on 2 cores at 16x336x336): the trainer then calls
+    `normalize` on the device.
     """
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
@@ -479,9 +522,9 @@ def make_loader(
     handler: Handler = wds.reraise_exception,
     normalize_frames: bool = True,
 ) -> Loader:
-    """Batches of stage `kind` ("exo" | "pairs" | "instruct") for one rank, from cfg.shards.
+    """Batches of stage `kind` ("exo" | "pairs" | "instruct" | "ego") for one rank, from cfg.shards.
 
-    Shards: brace patterns, list files, globs, http(s)://, pipe:, and gs:// / s3:// (read through
+    Shards: brace patterns, wids indexes and list files, globs, http(s)://, pipe:, and gs:// / s3:// (read through
     `gsutil cat` / `aws s3 cp <url> -` pipe: commands; see gopen_url). Each shard is read by exactly one
     (rank, worker) per epoch (ShardSource): give at least world_size x max(1, num_workers) shards.
     Order is deterministic for a given (cfg.seed, epoch, rank, world_size, num_workers, batch_size): shards

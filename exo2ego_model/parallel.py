@@ -1,13 +1,17 @@
 """Process group set-up and model wrapping, apart from the model code.
 
 Launched by torchrun (RANK / WORLD_SIZE / LOCAL_RANK in the environment) or as a single process. DDP wraps the
-whole model when it fits one GPU; FSDP2 (`fully_shard`) shards the LLM's decoder layers and the root for the 7B
-LLM. `auto` picks FSDP when more than one GPU is used and the LLM is large, DDP otherwise.
+whole model when it fits one GPU; FSDP2 (`fully_shard`) shards the LLM's decoder layers and the root for the
+7B LLM. `auto` picks FSDP when more than one GPU is used and the LLM is large, DDP otherwise.
+A model is wrapped once: each training stage builds its model afresh and wraps that (train.py); wrapping an
+already wrapped model is an error. `shutdown` destroys the process group that `init_distributed` created.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +27,7 @@ class Dist:
     local_rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # init_distributed created the process group: shutdown destroys it
 
     @property
     def is_main(self) -> bool:
@@ -37,9 +42,24 @@ def init_distributed() -> Dist:
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
+    owns = world > 1 and not dist.is_initialized()
+    if owns:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, local, world, device)
+    return Dist(rank, local, world, device, owns)
+
+
+def shutdown(ctx: Dist) -> None:
+    """Destroy the process group `init_distributed` created (call in a `finally`: also after errors)."""
+    if ctx.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_wrapped(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, nn.parallel.DistributedDataParallel | FSDPModule) or any(
+        isinstance(m, FSDPModule) for m in model.modules()
+    )
 
 
 def choose_mode(mode: str, ctx: Dist, llm: nn.Module) -> str:
@@ -52,14 +72,22 @@ def choose_mode(mode: str, ctx: Dist, llm: nn.Module) -> str:
 
 
 def wrap_model(model: nn.Module, mode: str, ctx: Dist) -> nn.Module:
-    """The module to call in the training loop; `model` itself keeps the unwrapped parameters' names."""
+    """The module to call in the training loop; `model` itself keeps the unwrapped parameters' names.
+    `model` must be a freshly built one: wrapping twice (DDP of DDP, fully_shard of a sharded model) is
+    refused."""
+    if is_wrapped(model):
+        raise RuntimeError(
+            "wrap_model: the model is already wrapped (DDP or FSDP); build a fresh one per stage"
+        )
     mode = choose_mode(mode, ctx, model.llm)
     if mode == "none":
         return model
     if mode == "ddp":
-        # frozen groups are simply parameters without grad; unused ones (e.g. map_g outside stage 2) are allowed
+        # frozen groups are simply parameters without grad; unused ones (map_g outside stage 2) are allowed
         return nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None, find_unused_parameters=True
+            model,
+            device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
+            find_unused_parameters=True,
         )
     if mode == "fsdp":
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -73,6 +101,25 @@ def wrap_model(model: nn.Module, mode: str, ctx: Dist) -> nn.Module:
         fully_shard(model, mp_policy=policy)
         return model
     raise ValueError(f"run.parallel={mode!r}: expected auto, ddp, fsdp or none")
+
+
+@contextmanager
+def gradient_sync(wrapped: nn.Module, enabled: bool) -> Iterator[None]:
+    """Forward and backward of a micro-batch: with enabled=False (accumulation, not the last micro-batch)
+    gradients stay local: DDP's no_sync, FSDP2's set_requires_gradient_sync(False)."""
+    if enabled:
+        yield
+    elif isinstance(wrapped, nn.parallel.DistributedDataParallel):
+        with wrapped.no_sync():
+            yield
+    elif hasattr(wrapped, "set_requires_gradient_sync"):
+        wrapped.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            wrapped.set_requires_gradient_sync(True)
+    else:
+        yield
 
 
 def all_reduce_mean(value: float, ctx: Dist) -> float:

@@ -61,3 +61,21 @@ def egoit_build(egoit_sample, tmp_path_factory):
     """(output dir, stats) of a default (mp4) EgoIT build of the mini-release."""
     out = tmp_path_factory.mktemp("egoit_build")
     return out, build_egoit(egoit_sample, out)
+
+
+# ----------------------------------------------------------------------------------------------- EgoClip
+
+
+@pytest.fixture(scope="session")
+def egoclip_build(tmp_path_factory):
+    """(output dir, stats) of the bundled EgoClip sample's build (the initialisation stage's data)."""
+    import json
+
+    from pipeline.egoclip import sample_release as SR
+    from pipeline.egoclip.cli import main
+
+    sample = SR.generate_sample(tmp_path_factory.mktemp("egoclip_sample"))
+    out = tmp_path_factory.mktemp("egoclip_build")
+    argv = ["--csv", str(sample / SR.CSV_NAME), "--ego4d-root", str(sample / SR.VIDEO_ROOT), "--out", str(out)]
+    assert main(argv) == 0
+    return out, json.loads((out / "stats.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from PIL import Image
 from exo2ego_model import data
 from exo2ego_model.config import DataConfig
 from exo2ego_model.data import IGNORE_INDEX, SampleError, make_collate, make_loader, tokenize_conversation
+from exo2ego_model.prompt import VIDEO_TOKEN_INDEX
+from exo2ego_model.samples import count_samples
 from exo2ego_model.tiny import tiny_tokenizer
 from exo2ego_model.video import decode_clip, normalize, uniform_indices
 from pipeline.core.clips import ClipFormat
@@ -173,7 +176,7 @@ def test_instruct_uses_json_conversations(moments_build, tok, tmp_path):
     batch = next(iter(make_loader(cfg, "instruct", tok, batch_size=1)))
     labels = batch["labels_BL"][0]
     assert tok.decode(labels[labels != IGNORE_INDEX]) == " Tighten it.</s>"
-    assert "What next?" in tok.decode(batch["input_ids_BL"][0])
+    assert "<video>\nWhat next?" in show(tok, batch["input_ids_BL"][0])
 
 
 # ---------------------------------------------------------------------------------------- splitting
@@ -212,6 +215,17 @@ def test_shard_urls():
 # ------------------------------------------------------------------------------------------ labels
 
 
+def show(tok, ids) -> str:
+    """Decoded text with the video placeholder id (not a vocabulary id) shown as "<video>"."""
+    ids = [int(t) for t in ids]
+    parts, start = [], 0
+    for i, t in enumerate([*ids, VIDEO_TOKEN_INDEX]):
+        if t == VIDEO_TOKEN_INDEX:
+            parts.append(tok.decode(ids[start:i]))
+            start = i + 1
+    return "<video>".join(parts)
+
+
 def test_labels_mask_everything_but_caption_and_eos(tok):
     cfg = DataConfig(max_text_tokens=128)
     collate = make_collate(tok, cfg)
@@ -227,7 +241,9 @@ def test_labels_mask_everything_but_caption_and_eos(tok):
         n = int(mask.sum())
         assert ids[0] == tok.bos_token_id and (ids[n:] == tok.pad_token_id).all()
         assert target.nonzero().max() == n - 1  # the target is the end of the sequence: no label on padding
-        assert tok.decode(ids[:n][~target[:n]]) == f"<s>[INST] {cfg.prompt} [/INST]"
+        # the video placeholder (one id) inside the first [INST] turn, where the model splices the visual tokens
+        assert show(tok, ids[:n][~target[:n]]) == f"<s>[INST] <video>\n{cfg.prompt} [/INST]"
+        assert int((ids == VIDEO_TOKEN_INDEX).sum()) == 1
 
 
 def test_truncation_keeps_the_target(tok):
@@ -235,7 +251,8 @@ def test_truncation_keeps_the_target(tok):
     ids, labels = tokenize_conversation(tok, conv, 24)
     assert len(ids) == 24 and ids[0] == tok.bos_token_id
     assert tok.decode([t for t in labels if t != IGNORE_INDEX]) == " short answer</s>"
-    assert tok.decode(ids).endswith("[/INST] short answer</s>")
+    assert show(tok, ids).endswith("[/INST] short answer</s>")
+    assert ids.count(VIDEO_TOKEN_INDEX) == 1  # never dropped by truncation
     ids, labels = tokenize_conversation(tok, [conv[0], {"from": "gpt", "value": "y" * 40}], 16)
     assert len(ids) == 16 and ids[-1] == labels[-1] == tok.eos_token_id  # target cut, still ends with eos
 
@@ -319,3 +336,79 @@ def test_uint8_frames_option(moments_build, tok):
     normed = next(iter(make_loader(cfg, "pairs", tok, batch_size=2)))
     assert raw["ego_BTCHW"].dtype == torch.uint8
     assert torch.equal(normalize(raw["ego_BTCHW"]), normed["ego_BTCHW"])
+
+
+# ------------------------------------------------------------------------ initialisation data (kind "ego")
+
+
+def _expanded(urls: list[str], kind: str, prompt: str = "Describe.") -> list[dict]:
+    """Stage samples of the shards, without decoding any clip."""
+    return list(data.expand_samples(wds.tarfile_to_samples()(dict(url=u) for u in urls), kind, prompt))
+
+
+@pytest.mark.parametrize("layout", ["pairs", "moments"])
+def test_ego_kind_is_one_caption_per_narration(bundled_build, moments_build, tok, layout):
+    out, split = (bundled_build[0], "train") if layout == "pairs" else (moments_build[0], "val")
+    urls = shards(out, split)
+    manifest = [r for u in urls for r in pq.read_table(Path(u).with_suffix(".parquet")).to_pylist()]
+    texts = {r["key"].rsplit("-", 1)[0] if layout == "pairs" else r["key"]: r["text"] for r in manifest}
+    ego = _expanded(urls, "ego")
+    assert sorted(s["key"] for s in ego) == sorted(texts)  # each narration once, keyed by the narration
+    assert len(ego) == count_samples(urls, "ego") == count_samples(urls, "instruct")
+    for s in ego:
+        assert "exo" not in s and isinstance(s["ego"], bytes | list)
+        assert s["conversations"] == [{"from": "human", "value": "Describe."}, {"from": "gpt", "value": texts[s["key"]]}]
+    assert sorted(s["key"] for s in ego) == sorted(s["key"] for s in _expanded(urls, "instruct"))
+    cfg = DataConfig(shards=urls, num_workers=0, n_frames=2, image_size=16)
+    batch = next(iter(make_loader(cfg, "ego", tok, batch_size=3)))
+    assert {k for k in batch if k.endswith("_BTCHW")} == {"ego_BTCHW"} and batch["ego_BTCHW"].shape == (3, 2, 3, 16, 16)
+    for key, labels in zip(batch["keys"], batch["labels_BL"], strict=True):
+        assert tok.decode(labels[labels != IGNORE_INDEX]) == f" {texts[key]}</s>"
+
+
+def test_ego_only_and_egoit_samples_feed_only_their_kinds(bundled_build):
+    key, sample = next(iter(samples_of(shards(bundled_build[0], "train")[0]).items()))
+    ego_only = {"__key__": key, **{k: v for k, v in sample.items() if not k.startswith("exo")}}
+    assert [s["key"] for s in data.expand_sample(ego_only, "ego", "p")] == [json.loads(sample["json"])["key"]]
+    for kind in ("exo", "pairs"):
+        with pytest.raises(ValueError, match="ego-only"):
+            data.expand_sample(ego_only, kind, "p")
+    egoit = {"__key__": "x", "mp4": b"", "json": json.dumps({"conversations": [{"from": "gpt", "value": "a"}]})}
+    with pytest.raises(ValueError, match="instruct"):
+        data.expand_sample(egoit, "ego", "p")
+    with pytest.raises(ValueError, match="no caption"):
+        data.expand_sample({**ego_only, "txt": b" ", "json": b"{}"}, "ego", "p")
+
+
+# ------------------------------------------------------------------------------- shard lists by manifest
+
+
+def test_shard_lists_by_wids_index_and_list_file(bundled_build, tmp_path, monkeypatch):
+    out, stats = bundled_build
+    train, val = shards(out, "train"), shards(out, "val")
+    assert data.expand_urls(str(out / "egoexoclip-train.wids.json")) == train  # the index the build writes
+    monkeypatch.chdir(out.parent)  # a relative index: shards relative to the index, not to the working folder
+    assert data.expand_urls(f"{out.name}/egoexoclip-val.wids.json") == [f"{out.name}/{Path(u).name}" for u in val]
+    monkeypatch.undo()
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    rel = os.path.relpath(out, lists)  # the build folder, seen from lists/
+    (lists / "all.txt").write_text(f"# train by index, val by brace pattern\n\n{rel}/egoexoclip-train.wids.json\n"
+                                   f"{rel}/egoexoclip-val-{{000000..{len(val) - 1:06d}}}.tar\n")  # fmt: skip
+    monkeypatch.chdir(tmp_path.parent)
+    got = data.expand_urls(str(lists / "all.txt"))
+    assert [str(Path(u).resolve()) for u in got] == train + val
+    assert count_samples(str(lists / "all.txt"), "exo") == stats["samples"]
+    nested = lists / "nested.json"  # a wids index of sub-datasets (source_url, or inline with a base)
+    nested.write_text(json.dumps({"wids_version": 1, "datasets": [
+        {"source_url": f"{rel}/egoexoclip-val.wids.json"},
+        {"base": rel, "shardlist": [{"url": Path(train[0]).name, "nsamples": 1}]},
+    ]}))  # fmt: skip
+    assert [str(Path(u).resolve()) for u in data.expand_urls(str(nested))] == val + train[:1]
+    assert data.resolve_url("gs://b/d/x.wids.json", "x-000000.tar") == "gs://b/d/x-000000.tar"
+    assert data.resolve_url("gs://b/d/x.wids.json", "/abs/x.tar") == "/abs/x.tar"
+    (lists / "empty.txt").write_text("# nothing\n")
+    (lists / "other.json").write_text('{"shards": []}')
+    for bad, message in (("empty.txt", "names no shard"), ("other.json", "not a wids index")):
+        with pytest.raises(ValueError, match=message):
+            data.expand_urls(str(lists / bad))
