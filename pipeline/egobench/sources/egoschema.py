@@ -1,0 +1,202 @@
+"""EgoSchema -> 5-way choice items over 3-minute windows of Ego4D videos.
+
+Only 500 of the 5,031 answers are public (subset_answers.json); the other items are read with answer None, and
+`has_answer` false in their JSON, so a run can score the 500 here and submit the rest to the organisers'
+server. IG-VLM's EgoSchema.csv (the 500 public questions with the answer as text) is read too: the text is
+mapped to its option index and checked against subset_answers.json.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.egobench.records import BenchItem, RecordFailure, VideoRef
+from pipeline.egobench.sources.common import (
+    Result,
+    check_id,
+    ego4d_videos,
+    guarded,
+    locate,
+    nonempty,
+    per_file,
+    unique,
+    where,
+)
+from pipeline.egoit.sources.common import (
+    BadRow,
+    Exists,
+    SourceFileError,
+    csv_rows,
+    failure,
+    read_json,
+    read_text,
+    text_field,
+    window_seconds,
+)
+
+SOURCE = "egoschema"
+QUESTIONS = "questions.json"
+ANSWERS = "subset_answers.json"
+WINDOWS = "uid_to_ego4d.json"
+N_OPTIONS = 5
+CSV_COLUMNS = ("video_name", "question_id", "question", "answer", *(f"a{i}" for i in range(N_OPTIONS)))
+
+LAYOUT = """\
+EgoSchema (`egoschema` -> task egoschema, 5-way choice)
+  annotations: the egoschema/EgoSchema repository folder, or one questions file in it:
+    questions.json       [{q_uid, google_drive_id, question, "option 0".."option 4"}]   (5,031 questions)
+    subset_answers.json  {q_uid: 0-4}: the 500 public answers; every other item has answer None
+                         (JSON has_answer false: score those through the organisers' server)
+    uid_to_ego4d.json    {q_uid: {video_uid, starting_sec, ending_sec}}: the 180 s window in the Ego4D video
+    EgoSchema.csv        (IG-VLM; questions=EgoSchema.csv or the file) `,video_name,question_id,question,
+                         answer,a0..a4`: the 500 public questions, answer as text -> its option index, checked
+                         against subset_answers.json
+  videos root: default the annotation folder
+    1. videos/<q_uid>.mp4              EgoSchema's 3-minute clips (download.py / Kaggle / Drive): whole file
+    2. <q_uid>.mp4
+    3. v2/full_scale/<video_uid>.mp4   the Ego4D video (ego4d CLI --datasets full_scale), cut at
+       [starting_sec, ending_sec) from uid_to_ego4d.json; then full_scale/<video_uid>.mp4, <video_uid>.mp4
+    ego4d=True: only the Ego4D candidates (pass the Ego4D download root as the videos root)
+"""
+
+
+def load_answers(path: str) -> tuple[dict[str, int], list[RecordFailure]]:
+    """subset_answers.json -> {q_uid: index}; entries that are not an int 0-4 are failures."""
+    answers, failures = {}, []
+    for key, value in read_json(path, dict).items():
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < N_OPTIONS:
+            answers[key] = value
+        else:
+            failures.append(failure(SOURCE, path, f"key {key}", "bad answer", f"{value!r} is not an int 0-4"))
+    return answers, failures
+
+
+def load_windows(path: str) -> tuple[dict[str, tuple[str, float, float]], list[RecordFailure]]:
+    """uid_to_ego4d.json -> {q_uid: (video_uid, starting_sec, ending_sec)}."""
+    windows, failures = {}, []
+    for key, value in read_json(path, dict).items():
+        try:
+            if not isinstance(value, dict):
+                raise TypeError(f"entry is {type(value).__name__}")
+            uid = check_id(text_field(value, "video_uid"), "video_uid")
+            start, end = window_seconds(value["starting_sec"], value["ending_sec"])
+            windows[key] = (uid, start, end)
+        except BadRow as e:
+            failures.append(failure(SOURCE, path, f"key {key}", e.reason, e.detail))
+        except (KeyError, TypeError) as e:
+            failures.append(
+                failure(SOURCE, path, f"key {key}", "schema violation", f"{type(e).__name__}: {e}")
+            )
+    return windows, failures
+
+
+def _aux(path: str, load) -> tuple[dict, list[RecordFailure]]:
+    try:
+        return load(path)
+    except SourceFileError as e:
+        return {}, [failure(SOURCE, path, "", e.reason, e.detail)]
+
+
+class _Items:
+    def __init__(self, path, root, exists, answers, windows, ego4d):
+        self.path, self.root, self.exists = path, root, exists
+        self.answers, self.windows, self.ego4d = answers, windows, ego4d
+
+    def item(self, q_uid, question, options, answer, drive_id) -> BenchItem:
+        nonempty(question, *options)
+        window = self.windows.get(q_uid)
+        candidates = [] if self.ego4d else [VideoRef(f"videos/{q_uid}.mp4"), VideoRef(f"{q_uid}.mp4")]
+        if window is not None:
+            candidates += ego4d_videos(*window)
+        if not candidates:
+            raise BadRow("no ego4d window", f"{q_uid} is not in {WINDOWS}")
+        uid, start, end = window or ("", -1.0, -1.0)
+        return BenchItem(
+            task="egoschema",
+            item_id=q_uid,
+            source_file=os.path.basename(self.path),
+            videos=(locate(self.root, candidates, self.exists),),
+            question=question,
+            options=tuple(options),
+            answer=answer,
+            metadata={
+                "video_uid": uid,
+                "google_drive_id": drive_id,
+                "source_start_sec": start,
+                "source_end_sec": end,
+            },
+        )
+
+    def from_json(self) -> Result:
+        seen: set = set()
+        for number, row in enumerate(read_json(self.path, list), start=1):
+            record = where(number, row.get("q_uid") if isinstance(row, dict) else None)
+
+            def build(row=row):
+                q_uid = check_id(text_field(row, "q_uid"), "q_uid")
+                options = [text_field(row, f"option {i}") for i in range(N_OPTIONS)]
+                drive_id = row.get("google_drive_id", "")
+                return self.item(
+                    q_uid,
+                    text_field(row, "question"),
+                    options,
+                    self.answers.get(q_uid),
+                    drive_id if isinstance(drive_id, str) else "",
+                )
+
+            yield unique(guarded(SOURCE, self.path, record, build), seen, SOURCE, self.path, record)
+
+    def from_csv(self) -> Result:
+        seen: set = set()
+        for number, row in csv_rows(read_text(self.path), CSV_COLUMNS):
+            record = where(number, row.get("video_name"))
+
+            def build(row=row):
+                if None in row or None in row.values():
+                    raise BadRow("schema violation", "not the header's number of fields")
+                q_uid = check_id(row["video_name"], "video_name")
+                options = [row[f"a{i}"] for i in range(N_OPTIONS)]
+                matches = [i for i, text in enumerate(options) if text.strip() == row["answer"].strip()]
+                public = self.answers.get(q_uid)
+                if not matches:
+                    raise BadRow("answer not in options", repr(row["answer"]))
+                if public is not None and public not in matches:
+                    raise BadRow(
+                        "answer mismatch", f"answer text is option {matches}, {ANSWERS} says {public}"
+                    )
+                if public is None and len(matches) > 1:
+                    raise BadRow("ambiguous answer", f"answer text is options {matches}")
+                return self.item(
+                    q_uid,
+                    row["question"],
+                    options,
+                    matches[0] if public is None else public,
+                    row["question_id"],
+                )
+
+            yield unique(guarded(SOURCE, self.path, record, build), seen, SOURCE, self.path, record)
+
+
+def read(
+    annotations: str | Path,
+    videos: str | Path | None = None,
+    *,
+    exists: Exists = os.path.exists,
+    questions: str | None = None,
+    ego4d: bool = False,
+) -> Result:
+    """The failures of subset_answers.json and uid_to_ego4d.json, then the items of the questions file in
+    file order. `questions` names the questions file in the folder (default questions.json)."""
+    path = os.fspath(annotations)
+    if os.path.isfile(path):
+        folder = os.path.dirname(path) or "."
+    else:
+        folder, path = path, os.path.join(path, questions or QUESTIONS)
+    root = os.fspath(videos) if videos is not None else folder
+    answers, answer_failures = _aux(os.path.join(folder, ANSWERS), load_answers)
+    windows, window_failures = _aux(os.path.join(folder, WINDOWS), load_windows)
+    yield from answer_failures
+    yield from window_failures
+    items = _Items(path, root, exists, answers, windows, ego4d)
+    yield from per_file(SOURCE, path, items.from_csv if path.endswith(".csv") else items.from_json)

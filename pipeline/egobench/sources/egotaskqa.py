@@ -1,0 +1,245 @@
+"""EgoTaskQA -> choice items over LEMMA first-person intervals.
+
+Two readers:
+- `read`: the original direct / indirect splits ({split}_qas.json). Their answers are single words or phrases
+  (the baselines classify over the answer vocabulary) or yes/no. Posed as choice: a yes/no question gets the
+  options ("yes", "no"); an open one gets the sorted distinct open answers of the same file and the same
+  `semantic` type (object, action, state, change, ...), i.e. the vocabulary of its kind, which always holds
+  the answer (all the file's open answers when its kind has a single one). `answer_group` in the metadata says
+  which: "binary", "open:<semantic>" or "open:*". This posing is this project's choice: the original protocol
+  classifies over the training answer vocabulary, and no MLLM protocol for these splits was published.
+- `read_mcq`: the third-party 5-way MCQ variant (EgoThinker's lmms-eval egotaskqa.json), no direct/indirect
+  flag.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from pipeline.egobench.records import BenchItem, VideoRef
+from pipeline.egobench.sources.common import (
+    Result,
+    check_id,
+    choice_index,
+    guarded,
+    locate,
+    nonempty,
+    per_file,
+    unique,
+    where,
+)
+from pipeline.egoit.sources.common import (
+    BadRow,
+    Exists,
+    failure,
+    read_json,
+    safe_name,
+    text_field,
+    text_list,
+    uniform_indices,
+)
+
+SOURCE, SOURCE_MCQ = "egotaskqa", "egotaskqa_mcq"
+MCQ_FILE = "egotaskqa.json"
+BINARY = ("yes", "no")
+DEFAULT_FRAMES = 16
+INTERVAL = re.compile(r"(?P<video>[A-Za-z0-9_-]+)\|(?:P|fpv)(?P<view>\d)\|(?P<start>\d+)\|(?P<end>\d+)")
+
+_VIDEOS = """\
+  videos root: default the annotation folder (the original splits: the folder holding direct/ and indirect/)
+    1. <interval>.mp4                     a clip cut to the interval, named by it (as the MCQ variant ships)
+    2. <video>/fpv<N>/img_<k+1:05d>.jpg   LEMMA RGB frames (LEMMA/videos/): n_frames (16) of frames k in
+                                          [start, end) at the centres of n equal bins (an image sequence)
+  interval = "<LEMMA video>|<P1|P2 or fpv1|fpv2>|<start>|<end>", LEMMA frame indices, [start, end), 0-based
+"""
+LAYOUT = f"""\
+EgoTaskQA (`egotaskqa` -> tasks egotaskqa_direct, egotaskqa_indirect; choice)
+  annotations: the folder holding direct/ and indirect/ (the release's data/qa, the baselines' $SAVE_BASE),
+               or one of them, or one file (its folder names the task):
+    <direct|indirect>/<split>_qas.json   split = test (default), val or train:
+      [{{question, answer, interval, question_id, type [..], category [..], semantic, structural,
+        reasoning_type, ...}}]
+  options: ("yes", "no") for yes/no answers, else the sorted open answers of the file with the same semantic
+           (all the file's open answers when that kind has only one); metadata answer_group says which
+{_VIDEOS}"""
+LAYOUT_MCQ = f"""\
+EgoTaskQA MCQ variant (`egotaskqa_mcq` -> task egotaskqa_mcq, 5-way choice)
+  annotations: egotaskqa.json (EgoThinker lmms-eval/anno/) or its folder:
+    [{{q, video_path "<interval>.mp4", a (letter A-E), option {{"A": .., "E": ..}}}}]
+    item id = the row number (00001, ...)
+{_VIDEOS}"""
+
+
+def interval_video(interval: str, n_frames: int) -> tuple[list[VideoRef], dict]:
+    """The candidate videos of an interval and its metadata; BadRow "bad interval" / "empty window"."""
+    m = INTERVAL.fullmatch(interval)
+    if m is None:
+        raise BadRow("bad interval", repr(interval))
+    start, end = int(m["start"]), int(m["end"])
+    if end <= start:
+        raise BadRow("empty window", repr(interval))
+    frames = tuple(f"img_{start + k + 1:05d}.jpg" for k in uniform_indices(end - start, n_frames))
+    candidates = [
+        VideoRef(safe_name(interval + ".mp4")),
+        VideoRef(f"{m['video']}/fpv{m['view']}", frames=frames),
+    ]
+    meta = {
+        "interval": interval,
+        "video_id": m["video"],
+        "view": f"P{m['view']}",
+        "start_frame": start,
+        "end_frame": end,
+    }
+    return candidates, meta
+
+
+def _original_rows(path: str, task: str, split: str, root: str, exists: Exists, n_frames: int) -> Result:
+    rows = read_json(path, list)
+    vocab: dict[str, set[str]] = {"*": set()}  # semantic -> the file's open answers of that kind; "*": all
+    for row in rows:
+        answer = row.get("answer") if isinstance(row, dict) else None
+        if isinstance(answer, str) and answer.strip() and answer.strip().lower() not in BINARY:
+            vocab.setdefault(_semantic(row), set()).add(answer)
+            vocab["*"].add(answer)
+    seen: set = set()
+    for number, row in enumerate(rows, start=1):
+        record = where(number, row.get("question_id") if isinstance(row, dict) else None)
+
+        def build(row=row, number=number):
+            question, answer = text_field(row, "question"), text_field(row, "answer")
+            nonempty(question, answer)
+            ident = row.get("question_id")
+            ident = check_id(ident, "question_id") if ident is not None else f"row{number:05d}"
+            candidates, meta = interval_video(text_field(row, "interval"), n_frames)
+            if answer.strip().lower() in BINARY:
+                group, options, answer = "binary", BINARY, answer.strip().lower()
+            else:  # the answers of the same kind; all open answers when the kind has only one
+                kind = _semantic(row) if len(vocab[_semantic(row)]) >= 2 else "*"
+                group, options = f"open:{kind}", tuple(sorted(vocab[kind]))
+            if len(options) < 2:
+                raise BadRow("too few options", f"the file has no other open answer than {answer!r}")
+            meta.update(
+                split=split,
+                question_type=text_list(row, "type"),
+                category=text_list(row, "category"),
+                semantic=row.get("semantic", ""),
+                structural=row.get("structural", ""),
+                reasoning_type=row.get("reasoning_type", ""),
+                answer_group=group,
+            )
+            if not all(isinstance(meta[k], str) for k in ("semantic", "structural", "reasoning_type")):
+                raise TypeError("semantic, structural and reasoning_type must be strings")
+            return BenchItem(
+                task=task,
+                item_id=ident,
+                source_file=os.path.basename(path),
+                videos=(locate(root, candidates, exists),),
+                question=question,
+                options=options,
+                answer=options.index(answer),
+                metadata=meta,
+            )
+
+        yield unique(guarded(SOURCE, path, record, build), seen, SOURCE, path, record)
+
+
+def _semantic(row: dict) -> str:
+    semantic = row.get("semantic")
+    return semantic if isinstance(semantic, str) else ""
+
+
+def read(
+    annotations: str | Path,
+    videos: str | Path | None = None,
+    *,
+    exists: Exists = os.path.exists,
+    split: str = "test",
+    n_frames: int = DEFAULT_FRAMES,
+) -> Result:
+    """egotaskqa_direct items (direct/<split>_qas.json), then egotaskqa_indirect items, each in row order."""
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    path = os.fspath(annotations)
+    if os.path.isfile(path):
+        files = [path]
+        root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    elif os.path.basename(os.path.normpath(path)) in ("direct", "indirect"):
+        files, root = (
+            [os.path.join(path, f"{split}_qas.json")],
+            os.path.dirname(os.path.normpath(path)) or ".",
+        )
+    else:
+        files, root = [os.path.join(path, kind, f"{split}_qas.json") for kind in ("direct", "indirect")], path
+    root = os.fspath(videos) if videos is not None else root
+    for file in files:
+        kind = os.path.basename(os.path.dirname(os.path.abspath(file)))
+        if kind not in ("direct", "indirect"):
+            yield failure(
+                SOURCE, file, "", "unknown split type", f"{file} is not in a direct/ or indirect/ folder"
+            )
+            continue
+        yield from per_file(
+            SOURCE,
+            file,
+            lambda f=file, k=kind: _original_rows(f, f"egotaskqa_{k}", split, root, exists, n_frames),
+        )
+
+
+def _mcq_rows(path: str, root: str, exists: Exists, n_frames: int) -> Result:
+    seen: set = set()
+    asked: set[tuple[str, str]] = set()
+    for number, row in enumerate(read_json(path, list), start=1):
+        record = where(number)
+
+        def build(row=row, number=number):
+            question, video_path, option = text_field(row, "q"), text_field(row, "video_path"), row["option"]
+            if (
+                not isinstance(option, dict)
+                or list(option) != list("ABCDE"[: len(option)])
+                or len(option) < 2
+            ):
+                raise BadRow(
+                    "bad options", f"option keys {list(option) if isinstance(option, dict) else option}"
+                )
+            options = tuple(text_field(option, k) for k in option)
+            nonempty(question, *options)
+            if len(set(options)) != len(options):
+                raise BadRow("bad options", "repeated option")
+            answer = choice_index(row["a"], len(options))
+            if not video_path.endswith(".mp4"):
+                raise BadRow("bad interval", repr(video_path))
+            candidates, meta = interval_video(video_path[: -len(".mp4")], n_frames)
+            if (question, video_path) in asked:
+                raise BadRow("duplicate question", f"{question!r} on {video_path}")
+            asked.add((question, video_path))
+            return BenchItem(
+                task="egotaskqa_mcq",
+                item_id=f"{number:05d}",
+                source_file=os.path.basename(path),
+                videos=(locate(root, candidates, exists),),
+                question=question,
+                options=options,
+                answer=answer,
+                metadata=meta,
+            )
+
+        yield unique(guarded(SOURCE_MCQ, path, record, build), seen, SOURCE_MCQ, path, record)
+
+
+def read_mcq(
+    annotations: str | Path,
+    videos: str | Path | None = None,
+    *,
+    exists: Exists = os.path.exists,
+    n_frames: int = DEFAULT_FRAMES,
+) -> Result:
+    """egotaskqa_mcq items of egotaskqa.json in row order."""
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    path = os.fspath(annotations)
+    if not os.path.isfile(path):
+        path = os.path.join(path, MCQ_FILE)
+    root = os.fspath(videos) if videos is not None else os.path.dirname(path) or "."
+    yield from per_file(SOURCE_MCQ, path, lambda: _mcq_rows(path, root, exists, n_frames))
