@@ -79,3 +79,33 @@ def egoclip_build(tmp_path_factory):
     argv = ["--csv", str(sample / SR.CSV_NAME), "--ego4d-root", str(sample / SR.VIDEO_ROOT), "--out", str(out)]
     assert main(argv) == 0
     return out, json.loads((out / "stats.json").read_text())
+
+
+# ----------------------------------------------------------------------------------------------- EgoBench
+
+
+@pytest.fixture(scope="session")
+def egobench_sample(tmp_path_factory) -> Path:
+    """The bundled EgoBench mini-benchmark (pipeline/egobench/sample_release.py): its egobench.yaml, the annotation
+    rows of all 11 tasks, stamped videos and stamp_codes.json."""
+    from pipeline.egobench.sample_release import generate_sample
+
+    return generate_sample(tmp_path_factory.mktemp("egobench_sample"))
+
+
+def build_egobench(sample: Path, out, *extra: str) -> dict:
+    """The EgoBench CLI on the bundled mini-benchmark (its egobench.yaml); returns stats.json."""
+    import json
+
+    from pipeline.egobench.cli import main
+
+    assert main(["--config", str(sample / "egobench.yaml"), "--out", str(out), *extra]) == 0
+    return json.loads((Path(out) / "stats.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def egobench_build(egobench_sample, tmp_path_factory):
+    """(output dir, stats) of a default (mp4) EgoBench build of the mini-benchmark: egobench-<task>-NNNNNN.tar,
+    epic_mir_sentences.json, manifest.parquet, stats.json, errors.jsonl, egobench-<task>.wids.json."""
+    out = tmp_path_factory.mktemp("egobench_build")
+    return out, build_egobench(egobench_sample, out)

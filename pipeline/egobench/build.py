@@ -1,0 +1,302 @@
+"""EgoBench build: the evaluation benchmarks -> one WebDataset shard set per task
+(egobench-<task>-NNNNNN.tar).
+
+`EgoBenchConfig` holds every option (validated when built; `config_from_mapping` reads the YAML form);
+`build_pipeline()` only wires labelled steps; `run()` builds and returns the stats. The command line is
+pipeline/egobench/cli.py.
+
+Config (YAML; relative paths are relative to the file):
+
+    benchmarks:
+      <name>:                  a reader of pipeline.egobench.sources.READERS, or any name with `reader:`
+        reader: <reader>       default: the name (two EgoPlan files: egoplan, egoplan_v1 {reader: egoplan})
+        root: PATH             the benchmark's download / annotation root
+        annotations: PATH      default root: the annotation folder or file the reader takes
+        videos: PATH           default root: the root the reader's video paths are relative to (LAYOUTS)
+        options: {...}         the reader's keyword options (e.g. egoschema questions, qaego4d seed)
+    image_fps: 2.0, max_samples_per_shard: 500, max_shard_bytes: 1e9, probe_timeout_s, decode_timeout_s, ...
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import yaml
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.core.clips import ClipFormat
+from pipeline.core.localize import is_local
+from pipeline.core.transforms import WriteShards
+from pipeline.core.writer import read_json
+from pipeline.egobench import composites as C
+from pipeline.egobench import transforms as T
+from pipeline.egobench.finalize import finalize
+from pipeline.egobench.samples import longest_member
+from pipeline.egobench.sources import READERS
+from pipeline.egobench.writer import OutputFormat, build_shard
+
+# Rough encoded bytes per source frame / per JPEG, used only to bound shard sizes before any clip exists.
+BYTES_PER_FRAME = {"mp4": 3_000, "frames": 25_000}
+# reader options that name files: resolved against the config file's folder like the roots
+PATH_OPTIONS = {"classes"}
+SPEC_KEYS = {"reader", "root", "annotations", "videos", "options"}
+
+
+class ConfigError(ValueError):
+    """A build option is invalid; the message names the option and the value."""
+
+
+def reader_option_names(reader: str) -> set[str]:
+    """The keyword options a reader takes (its keyword-only parameters but `exists`)."""
+    params = inspect.signature(READERS[reader]).parameters.values()
+    return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "exists"}
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One benchmark entry: its reader, where its annotations and videos are, reader options."""
+
+    name: str
+    root: str
+    reader: str = ""  # default: name
+    annotations: str = ""  # default: root
+    videos: str = ""  # default: root
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "reader", self.reader or self.name)
+        if self.reader not in READERS:
+            raise ConfigError(
+                f"benchmarks.{self.name}: unknown reader {self.reader!r} (known: {', '.join(READERS)})"
+            )
+        if not self.name.replace("_", "").isalnum() or not self.name.isascii():
+            raise ConfigError(f"benchmarks.{self.name}: names are letters, digits and '_'")
+        if not self.root:
+            raise ConfigError(f"benchmarks.{self.name}.root: empty")
+        unknown = sorted(set(self.options) - reader_option_names(self.reader))
+        if unknown:
+            raise ConfigError(
+                f"benchmarks.{self.name}.options: unknown {unknown} "
+                f"(known: {sorted(reader_option_names(self.reader))})"
+            )
+        object.__setattr__(self, "annotations", self.annotations or self.root)
+        object.__setattr__(self, "videos", self.videos or self.root)
+
+    def reader_options(self, n_frames: int | None = None) -> dict:
+        """The reader's keyword arguments. n_frames: frames per clip in frames mode, the default number of
+        images a reader of image sequences (EgoTaskQA's LEMMA frames) picks."""
+        opts = dict(self.options)
+        if not is_local(self.videos):
+            opts["exists"] = FileSystems.exists  # remote video roots are probed through Beam's filesystems
+        if n_frames and "n_frames" in reader_option_names(self.reader):
+            opts.setdefault("n_frames", n_frames)
+        return opts
+
+
+@dataclass(frozen=True)
+class EgoBenchConfig:
+    out: str
+    benchmarks: tuple[BenchSpec, ...]
+    output: OutputFormat = field(default_factory=OutputFormat)
+    image_fps: float = (
+        2.0  # frame rate of clips made of image sequences (EgoTaskQA's LEMMA frames) in mp4 mode
+    )
+    max_samples_per_shard: int = 500
+    max_shard_bytes: int = 1_000_000_000
+    probe_timeout_s: float = 600.0
+    overwrite: bool = False
+
+    def __post_init__(self):
+        names = [b.name for b in self.benchmarks]
+        if not names:
+            raise ConfigError("benchmarks: none given")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"benchmarks: a name is given twice ({names})")
+        checks = [
+            ("image_fps", self.image_fps > 0, "> 0"),
+            ("max_samples_per_shard", self.max_samples_per_shard >= 1, ">= 1"),
+            ("max_shard_bytes", self.max_shard_bytes >= 1, ">= 1"),
+            ("probe_timeout_s", self.probe_timeout_s > 0, "> 0"),
+        ]
+        for name, ok, want in checks:
+            if not ok:
+                raise ConfigError(f"EgoBenchConfig.{name}={getattr(self, name)!r}: must be {want}")
+
+    @property
+    def frames_per_clip(self) -> int | None:
+        return self.output.clip.n_frames if self.output.clip.kind == "frames" else None
+
+    def content_options(self) -> dict:
+        return {"image_fps": self.image_fps, **self.output.content_options()}
+
+    def options(self) -> dict:
+        """What stats.json records of the build (everything that shapes the output, no machine paths)."""
+        return {
+            **self.content_options(),
+            "benchmarks": {b.name: {"reader": b.reader, "options": dict(b.options)} for b in self.benchmarks},
+        }
+
+
+class _Spec:
+    """A BenchSpec with the reader options of this build (frames mode), as ReadBenchmarkFn expects."""
+
+    def __init__(self, spec: BenchSpec, n_frames: int | None):
+        self.name, self.reader, self.annotations, self.videos = (
+            spec.name,
+            spec.reader,
+            spec.annotations,
+            spec.videos,
+        )
+        self._options = spec.reader_options(n_frames)
+
+    def reader_options(self) -> dict:
+        return dict(self._options)
+
+
+def build_pipeline(p: beam.Pipeline, cfg: EgoBenchConfig) -> None:
+    fmt = cfg.output
+    roots = {b.name: b.videos for b in cfg.benchmarks}
+    specs = [_Spec(b, cfg.frames_per_clip) for b in cfg.benchmarks]
+    read = p | "ReadBenchmarks" >> C.ReadBenchmarks(specs)
+    planned = read["clips"] | "PlanVideos" >> C.PlanVideos(roots, cfg.probe_timeout_s, cfg.image_fps)
+    items = planned["clips"] | "AssembleItems" >> C.AssembleItems(
+        longest_member(fmt.clip.kind, fmt.clip.n_frames)
+    )
+    frames_mode = fmt.clip.kind == "frames"
+    assign = T.AssignShardsFn(
+        cfg.max_samples_per_shard,
+        cfg.max_shard_bytes,
+        BYTES_PER_FRAME[fmt.clip.kind],
+        fmt.clip.n_frames,
+        frames_mode,
+        cfg.content_options(),
+    )
+    shard_plans = items["items"] | "AssignShards" >> C.AssignShards(assign)
+    plans = shard_plans["plans"]
+    staged = plans | "CutStagedSources" >> C.CutStagedSources(cfg.out, fmt, cfg.overwrite)
+    to_write = (
+        plans | "DirectPlans" >> beam.Filter(lambda s: not s.staged),
+        plans
+        | "StagedPlans" >> beam.Filter(lambda s: s.staged)
+        | "AfterStaging"
+        >> beam.Map(lambda s, _: s, beam.pvalue.AsList(staged)),  # staged shards wait for their clips
+    ) | "PlansToWrite" >> beam.Flatten()
+    write = functools.partial(build_shard, out=cfg.out, fmt=fmt)
+    written = to_write | "WriteShards" >> WriteShards(cfg.out, write, cfg.overwrite, T.NAMESPACE)
+    failures = (
+        read["failures"],
+        planned["failures"],
+        items["failures"],
+        shard_plans["failures"],
+    ) | "AllFailures" >> beam.Flatten()
+    counts = read["counts"] | "SumCounts" >> beam.CombinePerKey(sum)
+    epic = [b for b in cfg.benchmarks if b.reader == "epic_mir"]
+    sentence_sets = p | "EpicSpecs" >> beam.Create(epic) | "SentenceSets" >> beam.Map(T.sentence_doc)
+    _ = (
+        p
+        | "FinalizeTrigger" >> beam.Create([None])
+        | "Finalize"
+        >> beam.Map(
+            lambda _, planned, done, failures, counts, sentences: finalize(
+                cfg.out, planned, failures, counts, sentences, cfg.options()
+            ),
+            planned=beam.pvalue.AsList(plans | "ShardNames" >> beam.Map(lambda s: (s.name, s.task))),
+            done=beam.pvalue.AsList(written),  # a side input: Finalize waits for every shard write
+            failures=beam.pvalue.AsList(failures),
+            counts=beam.pvalue.AsList(counts),
+            sentences=beam.pvalue.AsList(sentence_sets),
+        )
+    )
+
+
+def run(cfg: EgoBenchConfig, beam_args: list[str] | None = None) -> dict:
+    """Build and return the dataset stats (also written to OUT/stats.json)."""
+    FileSystems.mkdirs(cfg.out) if not FileSystems.exists(cfg.out) else None
+    options = PipelineOptions(beam_args or [], save_main_session=False)
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, cfg)
+    return read_json(FileSystems.join(cfg.out, "stats.json"))
+
+
+# ------------------------------------------------------------------------------------------- config files
+
+
+def bench_specs(raw: dict, base: Path | None = None) -> tuple[BenchSpec, ...]:
+    """{name: {reader?, root, annotations?, videos?, options?}} (or {name: root}) -> specs; relative paths are
+    taken relative to `base` (the config file's folder)."""
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("benchmarks: expected a mapping of benchmark name -> settings")
+    specs = []
+    for name, entry in raw.items():
+        entry = {"root": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict):
+            raise ConfigError(f"benchmarks.{name}: expected a mapping or a root path")
+        unknown = sorted(set(entry) - SPEC_KEYS)
+        if unknown:
+            raise ConfigError(f"benchmarks.{name}: unknown key(s) {unknown} (known: {sorted(SPEC_KEYS)})")
+        paths = {k: _resolve(str(entry[k]), base) for k in ("root", "annotations", "videos") if entry.get(k)}
+        if "root" not in paths:
+            raise ConfigError(f"benchmarks.{name}.root: missing")
+        options = entry.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"benchmarks.{name}.options: expected a mapping")
+        options = {k: _resolve(str(v), base) if k in PATH_OPTIONS else v for k, v in options.items()}
+        specs.append(BenchSpec(str(name), reader=str(entry.get("reader") or ""), options=options, **paths))
+    return tuple(specs)
+
+
+def _resolve(path: str, base: Path | None) -> str:
+    if base is None or "://" in path or os.path.isabs(path):
+        return path
+    return os.path.normpath(str(base / path))
+
+
+def parse_roots(text: str) -> dict:
+    """ "egoschema=/data/egoschema,vlnqa=/data/vln_qa" -> {"egoschema": {"root": "/data/egoschema"}, ...}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, root = part.partition("=")
+        if not sep or not root.strip() or not name.strip():
+            raise ConfigError(f"--roots: {part!r} is not NAME=PATH")
+        out[name.strip()] = {"root": root.strip()}
+    return out
+
+
+def load_config_file(path: str) -> dict:
+    """The YAML config as a dict (keys: benchmarks, and any EgoBenchConfig / OutputFormat option)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    return raw
+
+
+def config_from_mapping(
+    raw: dict, out: str, base: Path | None, clip: ClipFormat | None = None
+) -> EgoBenchConfig:
+    raw = dict(raw)
+    specs = bench_specs(raw.pop("benchmarks", None), base)
+    output_keys = {"decode_timeout_s", "decode_threads"}
+    output = {k: raw.pop(k) for k in list(raw) if k in output_keys}
+    known = {f for f in EgoBenchConfig.__dataclass_fields__} - {"out", "benchmarks", "output"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"config: unknown key(s) {unknown} (known: {sorted(known | output_keys | {'benchmarks'})})"
+        )
+    try:
+        fmt = OutputFormat(clip=clip or ClipFormat(), **output)
+        return EgoBenchConfig(out=out, benchmarks=specs, output=fmt, **raw)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None

@@ -1,0 +1,103 @@
+"""The composite transforms of the EgoBench build; each `expand()` only wires labelled steps.
+
+    ReadBenchmarks   benchmark specs -> (source key, (item, k)) per clip k of each item, row failures, counts
+    PlanVideos       per source video (or image sequence): probed once, clips -> frame ranges
+    AssembleItems    per item: all of its clips planned -> (task, PlannedItem), else one item failure
+    AssignShards     per task: items -> decode groups -> shard plans (decided before any decoding)
+    CutStagedSources multi-clip tasks (EgoMCQ): each source of an incomplete shard decoded once, clips staged
+    WriteShards      (pipeline.core.transforms) shard plans -> shards (complete shards skipped)
+
+Every composite returns a dict of PCollections including `failures` (plan.BenchFailure records).
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from pipeline.core.transforms import FAILURES
+from pipeline.egobench import transforms as T
+
+
+class ReadBenchmarks(beam.PTransform):
+    def __init__(self, specs):
+        super().__init__()
+        self.specs = specs
+
+    def expand(self, p):
+        read = (
+            p
+            | "Specs" >> beam.Create(list(self.specs))
+            | "SpreadSpecs" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(T.ReadBenchmarkFn()).with_outputs(FAILURES, T.COUNTS, main="clips")
+        )
+        return {"clips": read.clips, "failures": read[FAILURES], "counts": read[T.COUNTS]}
+
+
+class PlanVideos(beam.PTransform):
+    """((benchmark, path, frames), (item, k)) -> ((benchmark, task, id), (k, item, ClipPlan | failure))."""
+
+    def __init__(self, roots: dict[str, str], probe_timeout_s: float, image_fps: float):
+        super().__init__()
+        self.roots, self.probe_timeout_s, self.image_fps = roots, probe_timeout_s, image_fps
+
+    def expand(self, keyed_clips):
+        planned = (
+            keyed_clips
+            | "GroupBySource" >> beam.GroupByKey()
+            | "ProbeAndPlan"
+            >> beam.ParDo(T.PlanVideoFn(self.roots, self.probe_timeout_s, self.image_fps)).with_outputs(
+                FAILURES, main="clips"
+            )
+        )
+        return {"clips": planned.clips, "failures": planned[FAILURES]}
+
+
+class AssembleItems(beam.PTransform):
+    """Planned clips -> (task, PlannedItem) per item whose clips all exist."""
+
+    def __init__(self, longest_member: int):
+        super().__init__()
+        self.longest_member = longest_member
+
+    def expand(self, keyed_clips):
+        items = (
+            keyed_clips
+            | "GroupByItem" >> beam.GroupByKey()
+            | "Assemble"
+            >> beam.ParDo(T.AssembleItemFn(self.longest_member)).with_outputs(FAILURES, main="items")
+        )
+        return {"items": items.items, "failures": items[FAILURES]}
+
+
+class AssignShards(beam.PTransform):
+    """(task, PlannedItem) -> ShardPlans per task; the items of a decode group stay in one shard."""
+
+    def __init__(self, assign_fn: beam.DoFn):
+        super().__init__()
+        self.assign_fn = assign_fn
+
+    def expand(self, keyed_items):
+        plans = (
+            keyed_items
+            | "GroupByTask" >> beam.GroupByKey()
+            | "AssignGroups" >> beam.ParDo(self.assign_fn).with_outputs(FAILURES, main="plans")
+        )
+        return {"plans": plans.plans, "failures": plans[FAILURES]}
+
+
+class CutStagedSources(beam.PTransform):
+    """ShardPlans -> (task, source path) for every source staged for the incomplete staged (multi-clip)
+    shards."""
+
+    def __init__(self, out: str, fmt, overwrite: bool):
+        super().__init__()
+        self.out, self.fmt, self.overwrite = out, fmt, overwrite
+
+    def expand(self, plans):
+        return (
+            plans
+            | "StagedPlans" >> beam.Filter(lambda s: s.staged)
+            | "SourcesToStage" >> beam.ParDo(T.StagedSourcesFn(self.out, self.overwrite))
+            | "GroupByStagedSource" >> beam.GroupByKey()
+            | "CutSources" >> beam.ParDo(T.CutSourceFn(self.out, self.fmt))
+        )
