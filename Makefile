@@ -23,11 +23,12 @@ WORKERS_ARG := $(if $(strip $(WORKERS)),--workers $(WORKERS),)
 venv: $(STAMP)
 
 # Re-installs only when the pinned requirements change.
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-lmms.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-lmms.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -64,6 +65,30 @@ ifeq ($(strip $(EGOIT_SOURCES)),)
 	$(PY) -m pipeline.egoit --config $(EGOIT_SAMPLE)/egoit.yaml --out $(EGOIT_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 else
 	$(PY) -m pipeline.egoit $(EGOIT_SOURCES) --out $(EGOIT_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
+endif
+
+# EgoBench (the zero-shot evaluation benchmarks, one shard set per task). With no EGOBENCH_CONFIG / EGOBENCH_ROOTS:
+# generate the bundled mini-benchmark (real annotation rows where a file is public, synthetic rows elsewhere,
+# generated stamped videos; all 11 tasks) into $(EGOBENCH_SAMPLE) and build from its egobench.yaml. EGOBENCH_CONFIG:
+# a YAML file with each benchmark's reader, roots and options (template: pipeline/egobench/config.example.yaml);
+# EGOBENCH_ROOTS=egoschema=/d/egoschema,vlnqa=/d/vln_qa,... the short form. For evaluation, prefer frames:
+# ARGS="--frames 16 --size 336" (mp4 clips of EgoSchema's 180 s windows are large). RUNNER / WORKERS as above.
+EGOBENCH_OUT ?= data/egobench
+EGOBENCH_SAMPLE ?= data/egobench_sample
+EGOBENCH_ROOTS ?=
+EGOBENCH_CONFIG ?=
+EGOBENCH_SOURCES := $(if $(strip $(EGOBENCH_CONFIG)),--config $(EGOBENCH_CONFIG),)$(if $(strip $(EGOBENCH_ROOTS)), --roots $(EGOBENCH_ROOTS),)
+.PHONY: build-egobench egobench-sample
+
+egobench-sample: $(STAMP)
+	$(PY) -m pipeline.egobench.sample_release --out $(EGOBENCH_SAMPLE)
+
+build-egobench: $(STAMP)
+ifeq ($(strip $(EGOBENCH_SOURCES)),)
+	$(PY) -m pipeline.egobench.sample_release --out $(EGOBENCH_SAMPLE)
+	$(PY) -m pipeline.egobench --config $(EGOBENCH_SAMPLE)/egobench.yaml --out $(EGOBENCH_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
+else
+	$(PY) -m pipeline.egobench $(EGOBENCH_SOURCES) --out $(EGOBENCH_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 endif
 
 # EgoClip (initialisation-stage clip-text pairs). With no EGOCLIP_CSV: generate the bundled sample (SYNTHETIC rows
@@ -150,6 +175,12 @@ train: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pipeline.egoexoclip.bench $(ARGS)
 
+# Visual audit of a finished build: $(OUT)/report/index.html + PNGs (contact sheet of random samples, clip lengths,
+# counts by split and scenario, failures). ARGS="--samples 24 --seed 1".
+.PHONY: report
+report: $(STAMP)
+	$(PY) -m pipeline.egoexoclip.report --out $(OUT) $(ARGS)
+
 bench-loader: $(STAMP)
 	$(PY) -m exo2ego_model.bench_loader $(ARGS)
 
@@ -159,6 +190,25 @@ bench-egoit: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) -m exo2ego_model.bench_train $(ARGS)
+
+# EgoBench evaluation (exo2ego_model/eval/run.py): make eval [CKPT=dir] [TASKS=a,b] [BENCH=dir] [EVAL_OUT=dir]
+#   [ARGS="--max-items 50 --frames 16 --size 336 --device cuda"]
+# CKPT: a folder written by export.save_pretrained. With neither CKPT nor BENCH: the tiny random CPU model of
+# configs/smoke/run.yaml on the bundled mini-benchmark (built first by `make build-egobench` when $(EGOBENCH_OUT)
+# has no stats.json): a smoke test whose numbers are meaningless. Writes EVAL_OUT/predictions.jsonl, scores.json,
+# table.md; an interrupted run resumes from predictions.jsonl.
+CKPT ?=
+TASKS ?=
+BENCH ?=
+EVAL_OUT ?= runs/eval
+EVAL_BENCH := $(or $(strip $(BENCH)),$(strip $(EGOBENCH_OUT)),data/egobench)
+.PHONY: eval
+eval: $(STAMP)
+ifeq ($(strip $(CKPT)$(BENCH)),)
+	test -f $(EVAL_BENCH)/stats.json || $(MAKE) build-egobench EGOBENCH_OUT=$(EVAL_BENCH) ARGS=
+endif
+	$(PY) -m exo2ego_model.eval --bench $(EVAL_BENCH) --out $(EVAL_OUT) $(if $(strip $(CKPT)),--ckpt $(CKPT),) \
+	  $(if $(strip $(TASKS)),--tasks $(TASKS),) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline exo2ego_model tests
