@@ -1,7 +1,9 @@
-"""The split of pipeline/ into core + per-dataset packages changed no byte of the Ego-ExoClip build.
+"""The bundled Ego-ExoClip build's bytes are pinned: the split of pipeline/ into core + per-dataset packages
+changed none of them, and nothing may change them unnoticed.
 
-tests/data/egoexoclip_digests.json holds the sha256 of the bundled build's shards and manifests as built
-before the move (commit 1c34a24); the same options must give the same bytes now.
+tests/data/egoexoclip_digests.json holds the sha256 of the bundled build's shards and manifests: recorded before
+the move (commit 1c34a24) and reproduced by it, then updated once on purpose (see its _comment: rejected
+narrations no longer feed alpha). The same options must give the same bytes.
 """
 
 from __future__ import annotations

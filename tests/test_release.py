@@ -1,6 +1,7 @@
 """Reading the release: quirks of real files, text normalisation, path safety, every drop with a reason."""
 
 import json
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -68,12 +69,14 @@ def test_views_aria_rgb_ego_gopros_exo_pseudo_and_egocentric_gopro_skipped():
     assert take.split == "train" and take.best_exo == ""
 
 
-def test_path_escaping_root_is_a_record_error():
+def test_path_escaping_root_costs_only_that_view():
     bad = _take()
     bad["frame_aligned_videos"]["cam01"]["0"]["relative_path"] = "../../../../etc/passwd"
-    with pytest.raises(RecordError) as err:
-        parse_take(bad, "/r", {})
-    assert err.value.reason == "path escapes root"
+    take = parse_take(bad, "/r", {"u1": "train"})
+    assert [v.cam_id for v in take.views] == ["aria01", "gp03"]
+    ((cam_id, role, reason, _),) = [astuple(r) for r in take.rejected_views]
+    assert (cam_id, role, reason) == ("cam01", "exo", "path escapes root")
+    assert take_exclusion(bad, take, ("train",)) is None
     with pytest.raises(RecordError, match="path escapes root"):
         join_under_root("/r", "/etc/passwd")
     with pytest.raises(RecordError, match="path escapes root"):

@@ -3,21 +3,36 @@
     python -m pipeline.egoexoclip --root /data/egoexo4d --out /data/egoexoclip [--runner ENGINE ...] [beam options]
 
 `--runner {direct,direct-mp,dask,dataflow,spark,flink}` picks an engine; its flags map to Beam options through
-`pipeline.core.runners.runner_options` (README, "Running on a cluster"). Unknown arguments are Beam pipeline
-options (e.g. --direct_num_workers=2, --temp_location=...); any other --runner value (a Beam runner name or
-dotted path) goes to Beam unchanged.
+`pipeline.core.runners.runner_options` (README, "Running on a cluster"). Other arguments must be Apache Beam
+pipeline options (e.g. --direct_num_workers=2, --temp_location=...), checked against the options Beam knows;
+anything else is an error ("unknown option --frmes; did you mean --frames?"). Any other --runner value (a
+Beam runner name or dotted path) goes to Beam unchanged.
+
+Exit status: 0 built; 2 the build could not start (a bad option, a required input that cannot be read or
+parsed, a requested split that splits.json does not have, an unusable OUT), with a one-line message.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
 import time
+from functools import cache
+
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from pipeline.core.cli import add_runner_args, check_runner_args, engine_args, run_with_runner
 from pipeline.core.clips import ClipFormat
-from pipeline.egoexoclip.build import DEFAULT_OFFSETS, BuildConfig, ReleaseLayoutError, run
+from pipeline.egoexoclip.build import (
+    DEFAULT_OFFSETS,
+    BuildConfig,
+    InputError,
+    ReleaseLayoutError,
+    check_inputs,
+    run,
+)
 from pipeline.egoexoclip.release import RESOLUTIONS, NarrationFilters
 from pipeline.egoexoclip.windows import WINDOW_RULES, WindowRule
 from pipeline.egoexoclip.writer import OutputFormat
@@ -29,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[BuildConfig, list[str], a
     ap = argparse.ArgumentParser(
         prog="python -m pipeline.egoexoclip",
         description="Build Ego-ExoClip WebDataset shards from an Ego-Exo4D download. "
-        "Arguments not listed here are passed to Apache Beam (e.g. --direct_num_workers=2).",
+        "Apache Beam pipeline options (e.g. --direct_num_workers=2) are passed to Beam; any other argument "
+        "is an error. Exit status 2: the build could not start (one-line message).",
     )
     ap.add_argument("--root", required=True, help="Ego-Exo4D download root (local path, gs://, s3://)")
     ap.add_argument("--out", required=True, help="output directory (local path, gs://, s3://)")
@@ -62,9 +78,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[BuildConfig, list[str], a
     ap.add_argument("--max-shard-bytes", type=int, default=1_000_000_000, help="estimated bound (see README)")
     ap.add_argument("--decode-threads", type=int, default=1, help="views of one take decoded concurrently")
     ap.add_argument("--decode-timeout", type=float, default=1800.0, help="seconds before a decode is killed")
+    ap.add_argument(
+        "--probe-timeout", type=float, default=600.0, help="seconds before probing a view is given up"
+    )
+    ap.add_argument(
+        "--trust-symlinks",
+        action="store_true",
+        help="allow video files whose resolved path (symlinks followed) leaves a local --root",
+    )
     ap.add_argument("--overwrite", action="store_true", help="rebuild every shard, even complete ones")
     add_runner_args(ap)
     args, beam_args = ap.parse_known_args(argv)
+    check_beam_args(ap, beam_args)
     try:
         clip = ClipFormat(
             kind="frames" if args.frames else "mp4",
@@ -84,12 +109,60 @@ def parse_args(argv: list[str] | None = None) -> tuple[BuildConfig, list[str], a
             offsets_csv=args.frame_offsets,
             max_samples_per_shard=args.max_samples_per_shard,
             max_shard_bytes=args.max_shard_bytes,
+            probe_timeout_s=args.probe_timeout,
             overwrite=args.overwrite,
+            trust_symlinks=args.trust_symlinks,
         )
     except ValueError as err:
         ap.error(str(err))
     check_runner_args(ap, args, cfg.root, cfg.out)
     return cfg, beam_args, args
+
+
+class _BeamFlags(_BeamArgumentParser):
+    """Beam's own option parser, raising instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise ValueError(message)
+
+
+@cache
+def _beam_parser() -> _BeamFlags:
+    """Every option of every PipelineOptions class loaded (Beam's and the runners' this CLI can use)."""
+    parser = _BeamFlags(allow_abbrev=False, add_help=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_beam_args(ap: argparse.ArgumentParser, beam_args: list[str]) -> None:
+    """The arguments this CLI does not know must be Apache Beam pipeline options: a typo of one of ours
+    ("--frmes") or anything Beam does not know either stops here, with the closest option as a hint."""
+    if not beam_args:
+        return
+    ours = sorted({o for a in ap._actions for o in a.option_strings if o.startswith("--")})
+    parser = _beam_parser()
+    try:
+        _, unknown = parser.parse_known_args(beam_args)
+    except ValueError as err:
+        _fail(f"invalid Apache Beam option: {err}")
+    for arg in unknown:
+        if not arg.startswith("-"):
+            _fail(f"unexpected argument {arg!r}")
+        name = arg.split("=", 1)[0]
+        hint = difflib.get_close_matches(name, ours, n=1, cutoff=0.75) or difflib.get_close_matches(
+            name, sorted(o for o in parser._option_string_actions if o.startswith("--")), n=1, cutoff=0.75
+        )
+        _fail(
+            f"unknown option {name}; did you mean {hint[0]}?"
+            if hint
+            else f"unknown option {name} (not an option of this command nor an Apache Beam pipeline option)"
+        )
 
 
 def summary(stats: dict, seconds: float) -> str:
@@ -114,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg, beam_args, args = parse_args(argv)
     started = time.monotonic()
     try:
-        stats = run_with_runner(args, beam_args, lambda options: run(cfg, options))
-    except ReleaseLayoutError as err:
+        check_inputs(cfg)  # before any engine starts or any view is probed
+        stats = run_with_runner(args, beam_args, lambda options: run(cfg, options, checked=True))
+    except (ReleaseLayoutError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(summary(stats, time.monotonic() - started))

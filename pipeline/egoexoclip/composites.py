@@ -1,8 +1,8 @@
 """The composite transforms of the Ego-ExoClip build; each `expand()` only wires labelled steps.
 
     ReadTakes      takes.json + splits.json -> probed takes (views on disk, frame counts), excluded takes
-    ReadNarrations atomic_descriptions_<split>.json -> narrations, dropped descriptions, input counts
-    PlanClips      takes x narrations -> alpha (global combine) -> per-take window/frame plans
+    ReadNarrations atomic_descriptions_<split>.json -> narrations, dropped descriptions, description counts
+    PlanClips      takes x narrations -> checked narrations -> alpha (global combine) -> window/frame plans
     AssignShards   plans -> shard plans (deterministic membership, decided before any decoding)
     WriteShards    shard plans -> shards written (complete shards skipped: resume), pipeline.core.transforms
 
@@ -21,14 +21,17 @@ from pipeline.egoexoclip.windows import FrameOffsets, WindowRule
 
 
 class ReadTakes(beam.PTransform):
-    def __init__(self, root: str, resolution: str, splits: tuple[str, ...], probe_timeout_s: float):
+    def __init__(
+        self,
+        root: str,
+        resolution: str,
+        splits: tuple[str, ...],
+        probe_timeout_s: float,
+        trust_symlinks: bool = False,
+    ):
         super().__init__()
-        self.root, self.resolution, self.splits, self.probe_timeout_s = (
-            root,
-            resolution,
-            splits,
-            probe_timeout_s,
-        )
+        self.root, self.resolution, self.splits = root, resolution, splits
+        self.probe_timeout_s, self.trust_symlinks = probe_timeout_s, trust_symlinks
 
     def expand(self, p):
         split_of = (
@@ -39,14 +42,16 @@ class ReadTakes(beam.PTransform):
         records = (
             p
             | "TakesPath" >> beam.Create([f"{self.root}/takes.json"])
-            | "ReadTakeRecords" >> beam.ParDo(T.ReadTakeRecordsFn()).with_outputs(FAILURES, main="records")
+            | "ReadTakeRecords"
+            >> beam.ParDo(T.ReadTakeRecordsFn()).with_outputs(FAILURES, T.EXCLUDED, main="records")
         )
         parsed = (
             records.records
             | "SpreadTakes" >> beam.Reshuffle()
             | "ParseTakes"
             >> beam.ParDo(
-                T.ParseTakeFn(self.root, self.resolution, self.splits), split_of=AsDict(split_of.splits)
+                T.ParseTakeFn(self.root, self.resolution, self.splits, self.trust_symlinks),
+                split_of=AsDict(split_of.splits),
             ).with_outputs(FAILURES, T.EXCLUDED, main="takes")
         )
         probed = parsed.takes | "ProbeViews" >> beam.ParDo(T.ProbeViewsFn(self.probe_timeout_s)).with_outputs(
@@ -54,7 +59,8 @@ class ReadTakes(beam.PTransform):
         )
         return {
             "takes": probed.takes,
-            "excluded": (parsed[T.EXCLUDED], probed[T.EXCLUDED]) | "AllExcluded" >> beam.Flatten(),
+            "excluded": (records[T.EXCLUDED], parsed[T.EXCLUDED], probed[T.EXCLUDED])
+            | "AllExcluded" >> beam.Flatten(),
             "failures": (split_of[FAILURES], records[FAILURES], parsed[FAILURES], probed[FAILURES])
             | "TakeFailures" >> beam.Flatten(),
         }
@@ -107,7 +113,8 @@ class PlanClips(beam.PTransform):
                 "dropped": inputs["dropped"],
             }
             | "GroupByTake" >> beam.CoGroupByKey()
-            | "JoinNarrations" >> beam.ParDo(T.JoinNarrationsFn()).with_outputs(FAILURES, main="bundles")
+            | "JoinNarrations"
+            >> beam.ParDo(T.JoinNarrationsFn(self.offsets)).with_outputs(FAILURES, main="bundles")
         )
         alpha = (
             joined.bundles

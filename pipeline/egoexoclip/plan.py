@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from pipeline.egoexoclip.release import Narration, Take
 from pipeline.egoexoclip.windows import (
@@ -27,6 +27,23 @@ FORMAT_VERSION = 1
 FPS_TOLERANCE = 0.01
 
 
+MAX_REPORT_CHARS = 1000
+
+
+def report_text(value: str) -> str:
+    """Text for errors.jsonl: characters that are not printable (control, format, lone surrogates, ...) are
+    written as escapes (\\x07, \\u202e, \\ud800) so that the report names what the input held and always
+    encodes as UTF-8; newlines and tabs of decoder logs stay; long values are cut."""
+    if not (value.isascii() and value.isprintable()):
+        value = "".join(
+            ch
+            if ch in "\n\t" or ch.isprintable()
+            else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+            for ch in value
+        )
+    return value if len(value) <= MAX_REPORT_CHARS else value[: MAX_REPORT_CHARS - 3] + "..."
+
+
 @dataclass(frozen=True)
 class Failure:
     """One element that did not make it into the output, and why. `scope` says what was lost:
@@ -42,6 +59,14 @@ class Failure:
     key: str = ""  # sample key, when the loss happened after planning
     file: str = ""
     detail: str = ""
+
+    def __post_init__(self):
+        # Fields can carry text from the input files: keep reports encodable and readable (see report_text).
+        for f in fields(self):
+            value = getattr(self, f.name)
+            clean = report_text(value) if isinstance(value, str) else str(value)
+            if clean is not value:
+                object.__setattr__(self, f.name, clean)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,25 +148,77 @@ def narration_failure(take: Take, n: Narration, reason: str, detail: str = "", k
     )
 
 
+FPS_TAKE_REASON = "ego fps differs from every exo view"
+
+
 def usable_views(take: Take, videos: dict[str, VideoMeta]) -> tuple[dict[str, VideoMeta], list[Failure]]:
-    """Views whose fps agrees with the ego view (frames of all views must be the same instants)."""
+    """Views whose fps agrees with the ego view (frames of all views must be the same instants).
+
+    An exo view at another rate is reported on its own ("fps differs from ego", naming it). When no exo view
+    agrees with the ego, the ego is the odd one out: one take failure (FPS_TAKE_REASON), no view is usable."""
+    ego_id = take.ego.cam_id
+    ego = videos[ego_id]
+    exos = {c: m for c, m in sorted(videos.items()) if c != ego_id}
+    differ = {c: m for c, m in exos.items() if abs(m.fps - ego.fps) > FPS_TOLERANCE}
+    if exos and len(differ) == len(exos):
+        rates = ", ".join(f"{c} {m.fps:g}" for c, m in exos.items())
+        detail = f"ego {ego_id} {ego.fps:g} fps; exo views {rates} fps"
+        return {}, [
+            Failure(FPS_TAKE_REASON, "take", take.split, take.take_uid, take.take_name, detail=detail)
+        ]
+    failures = [
+        Failure(
+            "fps differs from ego",
+            "view",
+            take.split,
+            take.take_uid,
+            take.take_name,
+            cam_id,
+            detail=f"{cam_id} {meta.fps:g} fps vs ego {ego_id} {ego.fps:g} fps",
+        )
+        for cam_id, meta in differ.items()
+    ]
+    return {c: m for c, m in videos.items() if c not in differ}, failures
+
+
+def check_narrations(
+    take: Take, videos: dict[str, VideoMeta], narrations: list[Narration], offsets: FrameOffsets
+) -> tuple[list[Narration], list[Failure]]:
+    """The checks of a take's narrations that do not depend on any window: only the narrations that pass feed
+    beta, alpha (the dataset statistic) and the windows; every other one is a narration failure.
+
+    - the same description twice (the same pass in two files, or the same timestamp and text): the first in
+      (split file of the take first, annotation_uid, position) order is kept, the others are "duplicate
+      description";
+    - a timestamp outside the ego view's (canonical) timeline, with the half-frame tolerance of frame_range:
+      "timestamp outside the video"."""
     ego = videos[take.ego.cam_id]
-    kept, failures = {}, []
-    for cam_id, meta in sorted(videos.items()):
-        if abs(meta.fps - ego.fps) > FPS_TOLERANCE:
+    n_canonical = ego.n_frames - offsets.get(take.take_name, take.ego.cam_id)
+    duration = n_canonical / ego.fps
+    kept: list[Narration] = []
+    failures: list[Failure] = []
+    by_source: dict[tuple[str, int], str] = {}
+    by_content: dict[tuple[float, str], str] = {}
+    order = sorted(narrations, key=lambda n: (n.split != take.split, n.split, n.annotation_uid, n.desc_index))
+    for n in order:
+        first = by_source.get((n.annotation_uid, n.desc_index)) or by_content.get((n.timestamp, n.text))
+        if first is not None:
+            failures.append(narration_failure(take, n, "duplicate description", f"same as {first}"))
+            continue
+        by_source[(n.annotation_uid, n.desc_index)] = by_content[(n.timestamp, n.text)] = (
+            f"{n.split} {n.source_id}"
+        )
+        if n.timestamp < 0 or n.timestamp > duration + 0.5 / ego.fps:
             failures.append(
-                Failure(
-                    "fps differs from ego",
-                    "view",
-                    take.split,
-                    take.take_uid,
-                    take.take_name,
-                    cam_id,
-                    detail=f"{meta.fps} fps vs ego {ego.fps} fps",
+                narration_failure(
+                    take,
+                    n,
+                    "timestamp outside the video",
+                    f"narration at {n.timestamp:.3f}s, video {duration:.3f}s",
                 )
             )
-        else:
-            kept[cam_id] = meta
+            continue
+        kept.append(n)
     return kept, failures
 
 
@@ -154,9 +231,15 @@ def plan_take(
     rule: WindowRule,
     offsets: FrameOffsets,
 ) -> tuple[TakePlan, list[Failure]]:
-    """Windows and per-view frame ranges for every narration of a take whose ego and >= 1 exo view probed."""
+    """Windows and per-view frame ranges for every narration of a take whose ego and >= 1 exo view probed.
+
+    `narrations` are the ones check_narrations kept (beta and alpha come from those); windows that do not fit
+    the views are failures here."""
     videos, failures = usable_views(take, videos)
     ego_id = take.ego.cam_id
+    if ego_id not in videos:  # the ego's rate agrees with no exo view (one take failure above)
+        failures += [narration_failure(take, n, failures[0].reason) for n in narrations]
+        return TakePlan(take, {}, {}, 0.0, beta, alpha, ()), failures
     ego = videos[ego_id]
     take_offsets = {cam: offsets.get(take.take_name, cam) for cam in videos}
     # The canonical timeline is the ego view's, shifted back by its own offset.

@@ -7,8 +7,9 @@ no step depends on the driver's memory or disk.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import stat
 
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
@@ -18,10 +19,20 @@ from apache_beam.pvalue import TaggedOutput
 
 from pipeline.core import shards
 from pipeline.core.clips import ExtractionError, probe_video
-from pipeline.core.localize import local_copy
+from pipeline.core.clips._proc import DECODE_TIMEOUT
+from pipeline.core.localize import is_local, local_copy
 from pipeline.core.transforms import failure_output
 from pipeline.egoexoclip import release
-from pipeline.egoexoclip.plan import Failure, ShardPlan, TakePlan, VideoMeta, fingerprint, plan_take
+from pipeline.egoexoclip.plan import (
+    Failure,
+    ShardPlan,
+    TakePlan,
+    VideoMeta,
+    check_narrations,
+    fingerprint,
+    plan_take,
+    usable_views,
+)
 from pipeline.egoexoclip.windows import FrameOffsets, WindowRule, take_beta
 from pipeline.egoexoclip.writer import SHARD_PREFIX
 
@@ -32,36 +43,49 @@ DROPPED = "dropped"
 
 
 def _load_json(path: str):
+    """A JSON input file through Beam's filesystems; non-finite numbers parse to release.NonFinite."""
+    if is_local(path):
+        local = path.removeprefix("file://")
+        if not stat.S_ISREG(os.stat(local).st_mode):  # a FIFO or device would block the read
+            raise IsADirectoryError(f"{path} is not a regular file")
     with FileSystems.open(path, compression_type="uncompressed") as f:
-        return json.loads(f.read().decode("utf-8"))
+        return release.parse_json(f.read())
 
 
 def _failure(reason: str, scope: str, **kw) -> TaggedOutput:
     return failure_output("egoexoclip", Failure(reason, scope, **kw))
 
 
-def _file_failure(path: str, err: Exception) -> TaggedOutput:
-    reason = "missing file" if isinstance(err, FileNotFoundError | OSError) else "invalid json"
-    return _failure(reason, "file", file=path, detail=str(err)[:300])
+def _file_failure(path: str, err: Exception, split: str = "") -> TaggedOutput:
+    reason, detail = release.load_error(err)
+    return _failure(reason, "file", split=split, file=path, detail=detail[:300])
+
+
+def _str(value) -> str:
+    return value if isinstance(value, str) else ""
 
 
 class ReadSplitsFn(beam.DoFn):
-    """annotations/splits.json -> (take_uid, split)."""
+    """annotations/splits.json -> (take_uid, split); an entry that is not a split name costs only its take."""
 
     def process(self, path: str):
         try:
-            splits = release.parse_splits(_load_json(path))
+            splits, bad = release.parse_splits(_load_json(path))
         except release.RecordError as err:
             yield _failure(err.reason, "file", file=path, detail=err.detail)
             return
         except Exception as err:
             yield _file_failure(path, err)
             return
+        for uid, why in bad:
+            yield _failure("schema violation", "record", take_uid=uid, file="splits.json", detail=why)
         yield from sorted(splits.items())
 
 
 class ReadTakeRecordsFn(beam.DoFn):
-    """takes.json -> (index, record) per take."""
+    """takes.json -> (index, record) per take. A record that repeats an earlier record's take_uid or take_name
+    is reported and not read further (the first one in the file is the take); a repeated take_name under
+    another take_uid also accounts for that uid's narrations (EXCLUDED)."""
 
     def process(self, path: str):
         try:
@@ -72,22 +96,45 @@ class ReadTakeRecordsFn(beam.DoFn):
         if not isinstance(doc, list):
             yield _failure("schema violation", "file", file=path, detail="takes.json is not a list")
             return
-        yield from enumerate(doc)
+        first_uid: dict[str, int] = {}
+        first_name: dict[str, int] = {}
+        for index, record in enumerate(doc):
+            uid = _str(record.get("take_uid")) if isinstance(record, dict) else ""
+            name = _str(record.get("take_name")) if isinstance(record, dict) else ""
+            where = dict(take_uid=uid, take_name=name, file="takes.json")
+            if uid and uid in first_uid:
+                detail = f"takes.json[{index}] has the take_uid of takes.json[{first_uid[uid]}]"
+                yield _failure("duplicate take_uid", "record", detail=detail, **where)
+                continue
+            if name and name in first_name:
+                detail = f"takes.json[{index}] has the take_name of takes.json[{first_name[name]}]"
+                yield _failure("duplicate take_name", "record", detail=detail, **where)
+                if uid:
+                    first_uid[uid] = index
+                    yield TaggedOutput(EXCLUDED, (uid, ("duplicate take_name", name)))
+                continue
+            if uid:
+                first_uid[uid] = index
+            if name:
+                first_name[name] = index
+            yield index, record
 
 
 class ParseTakeFn(beam.DoFn):
-    """(index, record) -> (take_uid, Take); invalid records and excluded takes tagged with their reason."""
+    """(index, record) -> (take_uid, Take); invalid records and excluded takes tagged with their reason, and
+    every view lost to its own bad entry reported with its cam_id."""
 
-    def __init__(self, root: str, resolution: str, splits: tuple[str, ...]):
+    def __init__(self, root: str, resolution: str, splits: tuple[str, ...], trust_symlinks: bool = False):
         self.root, self.resolution, self.splits = root, resolution, splits
+        self.trust_symlinks = trust_symlinks
 
     def process(self, item, split_of: dict):
         index, record = item
-        uid = record.get("take_uid", "") if isinstance(record, dict) else ""
-        name = record.get("take_name", "") if isinstance(record, dict) else ""
-        where = dict(take_uid=str(uid), take_name=str(name), file="takes.json")
+        uid = _str(record.get("take_uid")) if isinstance(record, dict) else ""
+        name = _str(record.get("take_name")) if isinstance(record, dict) else ""
+        where = dict(take_uid=uid, take_name=name, file="takes.json")
         try:
-            take = release.parse_take(record, self.root, split_of, self.resolution)
+            take = release.parse_take(record, self.root, split_of, self.resolution, self.trust_symlinks)
         except release.RecordError as err:
             yield _failure(
                 err.reason,
@@ -97,11 +144,15 @@ class ParseTakeFn(beam.DoFn):
                 **where,
             )
             if uid:
-                yield TaggedOutput(EXCLUDED, (uid, (f"invalid take record: {err.reason}", str(name))))
+                yield TaggedOutput(EXCLUDED, (uid, (f"invalid take record: {err.reason}", name)))
             return
         for _cam_id, why in take.skipped_cameras:
             Metrics.counter("egoexoclip", f"cameras skipped: {why}").inc()
         excluded = release.take_exclusion(record, take, self.splits)
+        if take.split in self.splits and excluded != "take dropped":
+            for r in take.rejected_views:  # views of takes that are not built anyway are not reported
+                detail = f"takes.json[{index}]: {r.detail}"
+                yield _failure(r.reason, "view", split=take.split, cam_id=r.cam_id, detail=detail, **where)
         if excluded:
             yield _failure(excluded, "take", split=take.split, **where)
             yield TaggedOutput(EXCLUDED, (take.take_uid, (excluded, take.take_name)))
@@ -110,16 +161,42 @@ class ParseTakeFn(beam.DoFn):
 
 
 def _probe(path: str, timeout_s: float):
-    """Remote views are copied to this worker's disk to be probed (ffmpeg reads local files)."""
+    """Remote views are copied to this worker's disk to be probed (ffmpeg reads local files). A local path
+    must be a readable regular file: a FIFO or a device would block ffmpeg until the timeout."""
+    if is_local(path):
+        local = path.removeprefix("file://")
+        try:
+            mode = os.stat(local).st_mode
+            if stat.S_ISREG(mode):
+                with open(local, "rb"):
+                    pass
+        except FileNotFoundError:
+            raise ExtractionError(path, "missing file") from None
+        except PermissionError as err:
+            raise ExtractionError(path, "permission denied", str(err)) from None
+        except OSError as err:
+            raise ExtractionError(path, "unreadable file", str(err)) from None
+        if not stat.S_ISREG(mode):
+            raise ExtractionError(path, "not a regular file", "a directory, FIFO, socket or device")
     try:
         with local_copy(path) as src:
-            return probe_video(src, timeout_s=timeout_s)
+            info = probe_video(src, timeout_s=timeout_s)
     except (OSError, BeamIOError) as err:  # a remote file that is absent or unreadable
         raise ExtractionError(path, "missing file", str(err)) from err
+    except ExtractionError as err:
+        if err.reason == DECODE_TIMEOUT:
+            raise ExtractionError(
+                path, "probe timeout", f"no answer within {timeout_s:g}s (--probe-timeout)"
+            ) from None
+        raise
+    if not info.fps > 0:  # frames would have no instants: nothing can be synchronised with this view
+        raise ExtractionError(path, "unreadable video", f"frame rate {info.fps_fraction}")
+    return info
 
 
 class ProbeViewsFn(beam.DoFn):
-    """Reads frame count, fps and size of every view from its file; unusable views are failures."""
+    """Reads frame count, fps and size of every view from its file; unusable views are failures, and so are
+    views at another frame rate than the ego's (or the take, once, when the ego is the odd one out)."""
 
     def __init__(self, timeout_s: float):
         self.timeout_s = timeout_s
@@ -127,6 +204,7 @@ class ProbeViewsFn(beam.DoFn):
     def process(self, item):
         uid, take = item
         videos: dict[str, VideoMeta] = {}
+        where = dict(split=take.split, take_uid=uid, take_name=take.take_name)
         for view in take.views:
             try:
                 info = _probe(view.path, self.timeout_s)
@@ -135,23 +213,23 @@ class ProbeViewsFn(beam.DoFn):
                 )
             except ExtractionError as err:
                 yield _failure(
-                    err.reason,
-                    "view",
-                    split=take.split,
-                    take_uid=uid,
-                    take_name=take.take_name,
-                    cam_id=view.cam_id,
-                    file=view.path,
-                    detail=err.detail[-300:],
+                    err.reason, "view", cam_id=view.cam_id, file=view.path, detail=err.detail[-300:], **where
                 )
         if take.ego.cam_id not in videos:
             reason = "no usable ego video"
-        elif len(videos) < 2:
-            reason = "no usable exo video"
         else:
-            yield uid, (take, videos)
-            return
-        yield _failure(reason, "take", split=take.split, take_uid=uid, take_name=take.take_name)
+            videos, fps_failures = usable_views(take, videos)
+            for f in fps_failures:
+                yield failure_output("egoexoclip", f)
+            if take.ego.cam_id not in videos:
+                (excluded,) = fps_failures  # the take failure, reported once
+                yield TaggedOutput(EXCLUDED, (uid, (excluded.reason, take.take_name)))
+                return
+            if len(videos) >= 2:
+                yield uid, (take, videos)
+                return
+            reason = "no usable exo video"
+        yield _failure(reason, "take", **where)
         yield TaggedOutput(EXCLUDED, (uid, (reason, take.take_name)))
 
 
@@ -162,26 +240,28 @@ class ReadDescriptionsFn(beam.DoFn):
         path, split = item
         try:
             doc = _load_json(path)
-            release.validate(
-                {"annotations": {}} if not isinstance(doc, dict) else {**doc, "annotations": {}},
-                "atomic_descriptions.schema.json",
-            )
+        except Exception as err:
+            yield _file_failure(path, err, split)
+            return
+        try:
+            if not isinstance(doc, dict):
+                raise release.RecordError(
+                    "schema violation", f"top level is a {type(doc).__name__}, not an object"
+                )
+            release.validate(doc, "atomic_descriptions.schema.json")
         except release.RecordError as err:
             yield _failure(err.reason, "file", split=split, file=path, detail=err.detail)
             return
-        except Exception as err:
-            yield _file_failure(path, err)
-            return
-        annotations = doc.get("annotations")
-        if not isinstance(annotations, dict):
-            yield _failure("schema violation", "file", split=split, file=path, detail="no annotations object")
-            return
+        annotations = doc["annotations"]
         for uid in sorted(annotations):
             yield uid, (split, annotations[uid])
 
 
 class ParseDescriptionsFn(beam.DoFn):
-    """One take's passes -> (take_uid, Narration); every description not kept is a failure with its reason."""
+    """One take's passes -> (take_uid, Narration); every description not kept is a failure with its reason.
+
+    COUNTS carries the number of descriptions read (not passes); a pass without a readable descriptions list
+    is a `pass` failure and counts no description."""
 
     def __init__(self, filters: release.NarrationFilters):
         self.filters = filters
@@ -189,13 +269,14 @@ class ParseDescriptionsFn(beam.DoFn):
     def process(self, item):
         uid, (split, passes) = item
         parsed = release.parse_take_descriptions(uid, passes, split, self.filters)
-        n_in = len(parsed.narrations) + len(parsed.dropped)
+        n_in = parsed.n_descriptions
         Metrics.counter("egoexoclip", "narrations read").inc(n_in)
         yield TaggedOutput(COUNTS, (split, n_in))
-        for take_uid, source_id, reason, detail in parsed.dropped:
-            # joined with its take first, so that the error record can name the take
-            dropped = Failure(reason, "narration", split, take_uid, narration=source_id, detail=detail)
-            yield TaggedOutput(DROPPED, (uid, dropped))
+        for scope, dropped in (("narration", parsed.dropped), ("pass", parsed.bad_passes)):
+            for take_uid, source_id, reason, detail in dropped:
+                # joined with its take first, so that the error record can name the take
+                failure = Failure(reason, scope, split, take_uid, narration=source_id, detail=detail)
+                yield TaggedOutput(DROPPED, (uid, failure))
         for n in parsed.narrations:
             yield uid, n
 
@@ -203,20 +284,28 @@ class ParseDescriptionsFn(beam.DoFn):
 class JoinNarrationsFn(beam.DoFn):
     """Per take: (probed take, its narrations) -> a bundle; narrations of absent or excluded takes fail.
 
-    Descriptions dropped while parsing arrive here too, so that their error records name the take."""
+    Descriptions dropped while parsing arrive here too, so that their error records name the take. The
+    window-independent checks (plan.check_narrations) run here, before beta: a narration that fails them
+    never reaches the dataset's alpha."""
+
+    def __init__(self, offsets: FrameOffsets):
+        self.offsets = offsets
 
     def process(self, item):
         uid, groups = item
-        narrations = sorted(groups["narrations"], key=lambda n: (n.annotation_uid, n.desc_index))
+        narrations = sorted(groups["narrations"], key=lambda n: (n.annotation_uid, n.desc_index, n.split))
         probed = list(groups["take"])
         excluded = sorted(groups["excluded"])
         name = probed[0][0].take_name if probed else (excluded[0][1] if excluded else "")
         for f in groups["dropped"]:
             yield _failure(f.reason, f.scope, **{**_fields(f), "take_name": name})
         if probed:
-            if narrations:  # a take without descriptions: nothing to build, nothing lost
-                take, videos = probed[0]
-                yield uid, (take, videos, narrations, take_beta(n.timestamp for n in narrations))
+            take, videos = probed[0]
+            kept, failures = check_narrations(take, videos, narrations, self.offsets)
+            for f in failures:
+                yield _failure(f.reason, f.scope, **_fields(f))
+            if kept:  # a take without (valid) descriptions: nothing to build
+                yield uid, (take, videos, kept, take_beta(n.timestamp for n in kept))
             return
         reason = excluded[0][0] if excluded else "take not in takes.json"
         for n in narrations:
