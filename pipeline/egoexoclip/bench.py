@@ -13,7 +13,8 @@ and CPU time is steadier than wall time; wall is printed beside it):
 - the naive method (one ffmpeg per clip, `-ss` before `-i`, re-encode with the same settings);
 - peak resident memory of a worker and its growth from a 3.5-minute to a 21-minute take;
 - bytes per pair and a projection to the full 448 release (1.1M pairs);
-- an x264 preset x CRF table (encode speed, bytes per 1-s clip, PSNR) on clips of the bench views.
+- an x264 preset x CRF table (encode speed, bytes per 1-s clip, PSNR) on clips of the bench views;
+- the peer: video2dataset's exact clipping of the same views at the same windows (bench_peer.py, --skip-peer).
 
 Results: printed table + OUT/bench.json. Input: 2 takes x (Aria 448x448 + 2 GoPro 796x448) x 3.5 min, 30 fps,
 textured H.264 (x264 superfast CRF 19, default keyint 250: ~2.5-3 Mbit/s at 796x448), one narration every
@@ -606,6 +607,18 @@ def bench(args) -> dict:
                 mem[kind]["long"]["worker_peak_mb"] - mem[kind]["short"]["worker_peak_mb"]
             )
 
+    # 5b. the peer, side by side (pipeline/egoexoclip/bench_peer.py): video2dataset's exact clipping.
+    peers = {}
+    if not args.skip_peer:
+        from pipeline.egoexoclip import bench_peer
+
+        log("peer: video2dataset exact clipping vs the pipeline, same views and windows")
+        try:
+            peers["video2dataset"] = bench_peer.peer_bench(out, views, inputs["release"], log)
+        except Exception as err:  # the peer must not cost the rest of the results
+            log(f"peer failed: {err!r}")
+            peers["video2dataset"] = {"skipped": f"error: {err!r}"[:2000]}
+
     # 6. results.
     res = {
         "machine": machine(),
@@ -629,6 +642,7 @@ def bench(args) -> dict:
         "naive": naive_res,
         "presets": presets,
         "memory": mem,
+        "peers": peers,
     }
     for kind in ("mp4", "frames"):
         p = pipe[kind]
@@ -652,6 +666,9 @@ def bench(args) -> dict:
         >= TARGETS["ratio_to_codec_limit"],
         "speedup_vs_naive_ge_1.4": naive_res["speedup_pipeline_vs_naive"] >= TARGETS["speedup_vs_naive"],
     }
+    v2d = peers.get("video2dataset", {})
+    if "speedup_pipeline_vs_peer" in v2d:
+        res["targets"]["speedup_vs_video2dataset_ge_2"] = v2d["speedup_pipeline_vs_peer"] >= 2.0
     if mem:
         peak = max(m[lbl]["worker_peak_mb"] for m in mem.values() for lbl in ("short", "long"))
         res["targets"]["worker_peak_under_1GB"] = peak < TARGETS["worker_peak_mb"]
@@ -721,6 +738,15 @@ def table(res: dict) -> str:
         rows.append((f"bytes/pair {kind}; full 448 release",
                      f"{q['bytes_per_pair'] / 1e3:.0f} KB; {q['full_release_core_hours']:.0f} core-h, "
                      f"{q['full_release_tb']:.2f} TB for 1.1M pairs"))  # fmt: skip
+    for name, peer in res.get("peers", {}).items():
+        if "speedup_pipeline_vs_peer" in peer:
+            text = (f"pipeline {peer['speedup_pipeline_vs_peer']:.2f}x faster (CPU), "
+                    f"{peer['speedup_pipeline_vs_peer_wall']:.2f}x (wall)")  # fmt: skip
+            if "speedup_pipeline_vs_peer_matched_encoder" in peer:
+                text += f"; {peer['speedup_pipeline_vs_peer_matched_encoder']:.2f}x with our x264 settings forced"
+        else:
+            text = f"skipped: {peer.get('skipped', 'failed')}"[:160]
+        rows.append((f"peer {name} {peer.get('version', '')} exact", text))
     w = max(len(a) for a, _ in rows)
     lines = ["", "Ego-ExoClip bench (" + res["unit"] + ")"]
     lines += [f"  {a:<{w}}  {b}" for a, b in rows]
@@ -744,6 +770,7 @@ def main(argv=None) -> int:
         "--mem-repeat", type=int, default=6, help="long take = the 3.5-min views repeated N times"
     )
     ap.add_argument("--skip-memory", action="store_true", help="leave out the memory runs")
+    ap.add_argument("--skip-peer", action="store_true", help="leave out video2dataset (bench_peer.py)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     ap.add_argument("--build-out", help=argparse.SUPPRESS)
