@@ -396,7 +396,8 @@ def peer_bench(out: Path, views: list[dict], root: Path, log=print, matched: boo
     res.update({
         "input": {"views": len(views), "source_frames": src_frames, "windows": n_windows, "url_rows": len(rows),
                   "window_rule": "fixed 0.7 s", "release": str(root)},
-        "ffmpeg": f"{ffmpeg_exe()} (the same binary on both sides; on the peer's PATH as `ffmpeg`)",
+        "ffmpeg": f"{Path(ffmpeg_exe()).name} from imageio-ffmpeg (the same binary on both sides; on the peer's PATH as "
+        "`ffmpeg`)",
         "ours": {**ours, "encoder": "libx264 veryfast CRF 23, -threads 1, decode -threads 1, video only",
                  "fps_per_core": src_frames / ours["cpu_s"]},
         "peer": peers,
