@@ -1,6 +1,7 @@
 """`make bench`: Ego-ExoClip extraction against the codec limit, on generated takes of realistic length and encoding.
 
     python -m pipeline.egoexoclip.bench [--out data/bench] [--naive-takes 1] [--mem-repeat 6] [--skip-memory]
+                                        [--only memory]
 
 One run, one input (cached under OUT/, regenerated only if missing), every figure in SOURCE frames per second
 per core, computed from CPU time (user + sys of the measured process and its children: the machine is shared
@@ -11,7 +12,9 @@ and CPU time is steadier than wall time; wall is printed beside it):
   scale + mjpeg of every output JPEG), encoder CPU only (the feeding decoder and this process are not counted);
 - the pipeline end to end (`pipeline.egoexoclip.run`, DirectRunner, in a fresh child process), mp4 and frames;
 - the naive method (one ffmpeg per clip, `-ss` before `-i`, re-encode with the same settings);
-- peak resident memory of a worker and its growth from a 3.5-minute to a 21-minute take;
+- peak resident memory of a worker and its growth from a 3.5-minute to a 21-minute take, each build alone
+  ("idle") and with every core kept busy by busy-loop processes the bench starts and stops around the build
+  ("contended"); `--only memory` runs just this part and merges it into an existing OUT/bench.json;
 - bytes per pair and a projection to the full 448 release (1.1M pairs);
 - an x264 preset x CRF table (encode speed, bytes per 1-s clip, PSNR) on clips of the bench views;
 - the peer: video2dataset's exact clipping of the same views at the same windows (bench_peer.py, --skip-peer).
@@ -56,7 +59,7 @@ SRC_PRESET, SRC_CRF = (
 WINDOW_SEC = 0.7
 FRAMES_FMT = dict(kind="frames", n_frames=16, size=336)
 FULL_RELEASE_PAIRS = 1_100_000
-TARGETS = {"ratio_to_codec_limit": 0.87, "speedup_vs_naive": 1.4, "worker_peak_mb": 1024}
+TARGETS = {"ratio_to_codec_limit": 0.87, "speedup_vs_naive": 1.4, "worker_peak_mb": 1024, "growth_mb": 100}
 PRESET_GRID = ("ultrafast", "superfast", "veryfast", "faster", "medium")
 CRF_GRID = (23, 28)
 TABLE_WINDOWS = 20  # 1-s clips of one GoPro view for the preset table
@@ -574,38 +577,8 @@ def bench(args) -> dict:
     gopro = next(v for v in views if v["width"] == 796)
     presets = preset_table(gopro, windows[(gopro["take"], gopro["cam"])], log)
 
-    # 5. memory: a 3.5-min and a long take, both formats (long first: it dominates the wall time).
-    mem = {}
-    if not args.skip_memory:
-        log(
-            f"memory: {inputs['mem']['short']['minutes']:.1f}-min vs {inputs['mem']['long']['minutes']:.1f}-min take"
-        )
-        jobs = [
-            (label, kind, fmt)
-            for label in ("long", "short")
-            for kind, fmt in (("mp4", mp4_fmt), ("frames", frames_fmt))
-        ]
-        reps = _par(
-            lambda j: run_pipeline(
-                inputs["mem"][j[0]]["root"],
-                work / f"mem_{j[0]}_{j[1]}",
-                j[2],
-                work / f"rep_mem_{j[0]}_{j[1]}.json",
-            ),  # fmt: skip
-            jobs,
-        )
-        for (label, kind, _), r in zip(jobs, reps, strict=True):
-            mem.setdefault(kind, {})[label] = {
-                "minutes": inputs["mem"][label]["minutes"],
-                "worker_peak_mb": r["worker_peak_mb"],
-                "python_peak_mb": r["python_peak_mb"],
-                "ffmpeg_peak_mb": r["ffmpeg_peak_mb"],
-                "pairs": r["pairs"],
-            }
-        for kind in mem:
-            mem[kind]["growth_mb"] = (
-                mem[kind]["long"]["worker_peak_mb"] - mem[kind]["short"]["worker_peak_mb"]
-            )
+    # 5. memory: a 3.5-min and a long take, both formats, idle and contended.
+    mem = {} if args.skip_memory else memory_section(inputs, work, (("mp4", mp4_fmt), ("frames", frames_fmt)), log)
 
     # 5b. the peer, side by side (pipeline/egoexoclip/bench_peer.py): video2dataset's exact clipping.
     peers = {}
@@ -669,14 +642,116 @@ def bench(args) -> dict:
     v2d = peers.get("video2dataset", {})
     if "speedup_pipeline_vs_peer" in v2d:
         res["targets"]["speedup_vs_video2dataset_ge_2"] = v2d["speedup_pipeline_vs_peer"] >= 2.0
-    if mem:
-        peak = max(m[lbl]["worker_peak_mb"] for m in mem.values() for lbl in ("short", "long"))
-        res["targets"]["worker_peak_under_1GB"] = peak < TARGETS["worker_peak_mb"]
+    res["targets"].update(memory_targets(mem))
     res["bench_wall_s"] = time.perf_counter() - t_start
     (out / "bench.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
     print(table(res))
     log(f"written {out / 'bench.json'}")
     return res
+
+
+@contextlib.contextmanager
+def busy_cores(n: int | None = None):
+    """`n` (default: every core) busy-loop processes for the duration: the contention of a shared machine, made
+    by the bench itself and stopped afterwards (each by its own pid)."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(n or os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(1.0)  # let them reach the run queue
+        yield len(hogs)
+    finally:
+        for h in hogs:
+            h.kill()
+        for h in hogs:
+            h.wait()
+
+
+MEM_CONDITIONS = ("idle", "contended")
+
+
+def memory_section(inputs: dict, work: Path, formats, log) -> dict:
+    """Worker peak RSS (process + live ffmpeg children) on the short and the long take, per format, one build at
+    a time: "idle" (nothing else started by the bench; the machine may still be shared) and "contended" (every
+    core kept busy by busy loops). Each run records the load average just before it."""
+    mem: dict = {}
+    short, long_ = inputs["mem"]["short"], inputs["mem"]["long"]
+    log(f"memory: {short['minutes']:.1f}-min vs {long_['minutes']:.1f}-min take, idle and with every core busy")
+    for cond in MEM_CONDITIONS:
+        for label in ("long", "short"):
+            for kind, fmt in formats:
+                load = os.getloadavg()
+                with busy_cores() if cond == "contended" else contextlib.nullcontext(0) as hogs:
+                    r = run_pipeline(inputs["mem"][label]["root"], work / f"mem_{label}_{kind}", fmt,
+                                     work / f"rep_mem_{cond}_{label}_{kind}.json")  # fmt: skip
+                entry = {
+                    "minutes": inputs["mem"][label]["minutes"],
+                    "worker_peak_mb": r["worker_peak_mb"],
+                    "python_peak_mb": r["python_peak_mb"],
+                    "ffmpeg_peak_mb": r["ffmpeg_peak_mb"],
+                    "pairs": r["pairs"],
+                    "wall_s": r["wall_s"],
+                    "busy_loops": hogs,
+                    "load_avg_before": [round(x, 2) for x in load],
+                }
+                log(f"  {cond} {label} {kind}: peak {r['worker_peak_mb']:.0f} MB (python {r['python_peak_mb']:.0f}, "
+                    f"ffmpeg {r['ffmpeg_peak_mb']:.0f}), wall {r['wall_s']:.0f} s, load before {entry['load_avg_before']}")  # fmt: skip
+                node = mem.setdefault(kind, {})
+                (node if cond == "idle" else node.setdefault("contended", {}))[label] = entry
+    for node in mem.values():
+        for m in (node, node["contended"]):
+            m["worker_peak_mb"] = max(m["short"]["worker_peak_mb"], m["long"]["worker_peak_mb"])
+            m["growth_mb"] = m["long"]["worker_peak_mb"] - m["short"]["worker_peak_mb"]
+    return mem
+
+
+def memory_targets(mem: dict) -> dict:
+    if not mem:
+        return {}
+    runs = [m for node in mem.values() for m in (node, node.get("contended", {})) if m]
+    return {
+        "worker_peak_under_1GB": max(m["worker_peak_mb"] for m in runs) < TARGETS["worker_peak_mb"],
+        "memory_growth_under_100MB": max(m["growth_mb"] for m in runs) < TARGETS["growth_mb"],
+    }
+
+
+def memory_only(args) -> dict:
+    """`--only memory`: the memory runs alone, merged into OUT/bench.json (other sections kept as they were)."""
+    t_start = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(msg):
+        print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", flush=True)
+
+    inputs = ensure_inputs(out, args.mem_repeat, log)
+    work = out / "work"
+    work.mkdir(exist_ok=True)
+    mem = memory_section(inputs, work, (("mp4", ClipFormat()), ("frames", ClipFormat(**FRAMES_FMT))), log)
+    path = out / "bench.json"
+    res = json.loads(path.read_text()) if path.exists() else {}
+    res["memory"] = mem
+    res["memory_machine"] = machine()
+    res["memory_wall_s"] = time.perf_counter() - t_start
+    res.setdefault("targets", {}).update(memory_targets(mem))
+    path.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    print("\n".join(memory_rows(mem)))
+    print("  targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in memory_targets(mem).items()))
+    log(f"written {path}")
+    return res
+
+
+def memory_rows(mem: dict) -> list[str]:
+    rows = []
+    for kind, node in mem.items():
+        for cond, m in (("idle", node), ("contended", node.get("contended"))):
+            if not m:
+                continue
+            rows.append(f"  worker peak RSS {kind} {cond}: {m['short']['worker_peak_mb']:.0f} MB ({m['short']['minutes']:.1f} min) -> "
+                        f"{m['long']['worker_peak_mb']:.0f} MB ({m['long']['minutes']:.0f} min): {m['growth_mb']:+.0f} MB "
+                        f"(python {m['long']['python_peak_mb']:.0f} + ffmpeg {m['long']['ffmpeg_peak_mb']:.0f})")  # fmt: skip
+    return rows
 
 
 def machine() -> dict:
@@ -727,12 +802,9 @@ def table(res: dict) -> str:
     rows.append(("naive per-clip ffmpeg (mp4)",
                  f"{nv['fps_per_core']:.0f} fps/core over {nv['clips']} clips; pipeline "
                  f"{nv['speedup_pipeline_vs_naive']:.2f}x faster"))  # fmt: skip
-    for kind, m in res["memory"].items():
-        rows.append((f"worker peak RSS {kind}",
-                     f"{m['short']['worker_peak_mb']:.0f} MB ({m['short']['minutes']:.1f} min) -> "
-                     f"{m['long']['worker_peak_mb']:.0f} MB ({m['long']['minutes']:.0f} min): "
-                     f"+{m['growth_mb']:.0f} MB (python {m['long']['python_peak_mb']:.0f} + "
-                     f"ffmpeg {m['long']['ffmpeg_peak_mb']:.0f})"))  # fmt: skip
+    for line in memory_rows(res["memory"]):
+        name, text = line.strip().split(": ", 1)
+        rows.append((name, text))
     for kind in ("mp4", "frames"):
         q = p[kind]
         rows.append((f"bytes/pair {kind}; full 448 release",
@@ -771,6 +843,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--skip-memory", action="store_true", help="leave out the memory runs")
     ap.add_argument("--skip-peer", action="store_true", help="leave out video2dataset (bench_peer.py)")
+    ap.add_argument("--only", choices=["memory"], help="run one part alone (memory: idle + contended, ~15-25 min)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     ap.add_argument("--build-out", help=argparse.SUPPRESS)
@@ -779,6 +852,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.worker:
         return worker_main(args)
+    if args.only == "memory":
+        memory_only(args)
+        return 0
     bench(args)
     return 0
 

@@ -63,9 +63,53 @@ class FfmpegResult:
 
 
 def tail(text: str, n: int = _TAIL_CHARS) -> str:
-    """The end of ffmpeg's log, without the per-run pointer values ("[mov,mp4 @ 0x55d1...]") so that error
-    reports are the same bytes run to run."""
-    return re.sub(r" @ 0x[0-9a-fA-F]+", "", text)[-n:].strip()
+    """ffmpeg's log cut to at most `n` characters, keeping the cause: its first lines (where the cause
+    usually is, e.g. the encoder refusing a setting), its last lines (the final error) and, as room allows,
+    the error-level lines between, each run of dropped lines replaced by "[... k lines elided ...]". Per-run
+    pointer values ("[mov,mp4 @ 0x55d1...]") are removed so that error reports are the same bytes run to run.
+    The first and the last line are always kept (cut to a share of `n` when longer)."""
+    text = re.sub(r" @ 0x[0-9a-fA-F]+", "", text).strip()
+    if len(text) <= n:
+        return text
+    lines = text.splitlines()
+    if len(lines) == 1:
+        return f"{text[: n // 4]}\n[... {len(text) - n // 4 - n // 3} characters elided ...]\n{text[-(n // 3) :]}"
+    marker = 32  # room for one "[... k lines elided ...]"
+    keep: dict[int, str] = {0: lines[0][: n // 4]}
+    used = len(keep[0]) + 1
+    last = len(lines) - 1
+    if last > 0:
+        keep[last] = lines[last][-(n // 3) :]
+        used += len(keep[last]) + 1
+    budget = n - 2 * marker  # head, tail and middle lines; at most two gaps are counted up front
+
+    def take(i: int, limit: int) -> bool:
+        nonlocal used
+        cost = len(lines[i]) + 1 + (marker if i - 1 not in keep else 0)
+        if i in keep or used + cost > limit:
+            return False
+        keep[i] = lines[i]
+        used += cost
+        return True
+
+    i = 1  # first lines, up to a quarter of the room
+    while i < last and take(i, n // 4):
+        i += 1
+    j = last - 1  # last lines, up to the half
+    while j > i and used + len(lines[j]) + 1 <= budget // 2 + n // 4 and j not in keep:
+        keep[j] = lines[j]
+        used += len(lines[j]) + 1
+        j -= 1
+    for k in range(i, j + 1):  # error-level lines between, as room allows
+        if "[error]" in lines[k] or "[fatal]" in lines[k] or "[panic]" in lines[k]:
+            take(k, budget)
+    out, prev = [], -1
+    for k in sorted(keep):
+        if k - prev > 1:
+            out.append(f"[... {k - prev - 1} lines elided ...]")
+        out.append(keep[k])
+        prev = k
+    return "\n".join(out)
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -47,6 +47,8 @@ _BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "
 # H.264 decoding on one thread: frame threading costs ~10-20% more CPU per frame (make bench), and workers get
 # their parallelism from concurrent views / shards. Decoding is bit-exact at any thread count. 0 = ffmpeg's auto.
 DECODE_THREADS = 1
+# Packets queued between demuxing and decoding (ffmpeg's default for one input; set so the bound is ours).
+DEMUX_QUEUE_PACKETS = 8
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,12 @@ def _graph_args(graph: str, tmp: str) -> list[str]:
 
 
 def _decoder_args() -> list[str]:
-    return ["-threads", str(DECODE_THREADS)]
+    # -thread_queue_size: packets queued from the demuxer to the decoder. With it, every hand-over inside the
+    # one ffmpeg process is a bounded queue (ffmpeg's scheduler: decoder -> filtergraph -> each encoder, a few
+    # frames each, blocking the sender when full), so a slow encoder (busy cores, slow preset) stalls decoding
+    # instead of letting decoded frames pile up: memory stays flat in video length (test_clip_edges measures
+    # how far reading runs ahead of encoding). Queue sizes change no output byte.
+    return ["-threads", str(DECODE_THREADS), "-thread_queue_size", str(DEMUX_QUEUE_PACKETS)]
 
 
 def _check_clean(src: str, stderr: str) -> None:

@@ -29,9 +29,10 @@ class VideoInfo:
     n_frames: int
     fps: float
     fps_fraction: str  # "30/1", "30000/1001": exact, for ffmpeg expressions and container timescales
-    width: int
+    width: int  # displayed size: after the stream's rotation (display matrix), as ffmpeg decodes it
     height: int
     codec: str
+    rotation: int = 0  # degrees counterclockwise from the display matrix, 0/90/180/270 (ffmpeg autorotates)
 
 
 # "  Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(progressive), 796x448 [SAR 1:1
@@ -40,6 +41,8 @@ _VIDEO_LINE = re.compile(r"Stream #0:\d+\S*: Video: (?P<codec>\w+)(?P<rest>.*)$"
 _SIZE = re.compile(r", (\d{1,5})x(\d{1,5})\b")
 _FPS = re.compile(r", ([\d.]+)(k?) fps")
 _TBR = re.compile(r", ([\d.]+)(k?) tbr")
+# "      Display Matrix: rotation of -90.00 degrees" (side data of the stream; a flip may follow)
+_ROTATION = re.compile(r"Display Matrix: rotation of (-?[\d.]+) degrees")
 
 
 def fps_fraction(value: float) -> Fraction:
@@ -64,6 +67,24 @@ def parse_stream_line(stderr: str) -> tuple[str, int, int, Fraction] | None:
         return None
     value = float(rate.group(1)) * (1000 if rate.group(2) else 1)
     return m.group("codec"), int(size.group(1)), int(size.group(2)), fps_fraction(value)
+
+
+def parse_rotation(stderr: str) -> int:
+    """Rotation (0, 90, 180 or 270) of input #0's first video stream, from its display matrix side data.
+
+    Read from that stream's block only (up to the next stream line). ffmpeg autorotates decoded frames by the
+    nearest multiple of 90 degrees (other angles are rotated within the same size), so a rotation of 90 or 270
+    swaps the displayed width and height."""
+    input_part = stderr.split("Stream mapping:", 1)[0].split("Output #0", 1)[0]
+    m = _VIDEO_LINE.search(input_part)
+    if not m:
+        return 0
+    block = input_part[m.end() :]
+    nxt = re.search(r"Stream #\d+:\d+", block)
+    rot = _ROTATION.search(block[: nxt.start()] if nxt else block)
+    if not rot:
+        return 0
+    return round(float(rot.group(1)) / 90) % 4 * 90
 
 
 def parse_progress_frames(stdout: str) -> int | None:
@@ -108,4 +129,9 @@ def probe_video(path: str, *, timeout_s: float = 120) -> VideoInfo:
     if not n_frames:
         raise ExtractionError(path, UNREADABLE_VIDEO, "no video packets\n" + tail(res.stderr))
     codec, width, height, rate = stream
-    return VideoInfo(n_frames, float(rate), f"{rate.numerator}/{rate.denominator}", width, height, codec)
+    rotation = parse_rotation(res.stderr)
+    if rotation in (90, 270):  # decoded frames come out autorotated: report the size they have
+        width, height = height, width
+    return VideoInfo(
+        n_frames, float(rate), f"{rate.numerator}/{rate.denominator}", width, height, codec, rotation
+    )
