@@ -29,7 +29,7 @@ from pipeline.egoexoclip.composites import AssignShards, PlanClips, ReadNarratio
 from pipeline.egoexoclip.finalize import finalize
 from pipeline.egoexoclip.release import MAX_SPLIT, RESOLUTIONS, SAFE_ID, NarrationFilters
 from pipeline.egoexoclip.windows import FrameOffsets, WindowRule
-from pipeline.egoexoclip.writer import OutputFormat, build_shard
+from pipeline.egoexoclip.writer import OutputFormat, build_shard, record_plan
 
 DEFAULT_OFFSETS = Path(__file__).resolve().parent / "data" / "frame_offsets.csv"
 # Rough encoded bytes per source frame, used only to bound shard sizes before any clip exists (see README).
@@ -106,6 +106,7 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig) -> None:
     )
     write = functools.partial(build_shard, out=cfg.out, fmt=fmt)
     written = shard_plans | "WriteShards" >> WriteShards(cfg.out, write, cfg.overwrite, "egoexoclip")
+    _ = shard_plans | "ProgressPlan" >> beam.FlatMap(record_plan, out=cfg.out, overwrite=cfg.overwrite)
     failures = (
         takes["failures"],
         narrations["failures"],

@@ -22,9 +22,11 @@ import time
 from functools import cache
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline.core.cli import add_runner_args, check_runner_args, engine_args, run_with_runner
 from pipeline.core.clips import ClipFormat
+from pipeline.core.progress import ProgressBar
 from pipeline.egoexoclip.build import (
     DEFAULT_OFFSETS,
     BuildConfig,
@@ -38,6 +40,7 @@ from pipeline.egoexoclip.windows import WINDOW_RULES, WindowRule
 from pipeline.egoexoclip.writer import OutputFormat
 
 __all__ = ["engine_args", "main", "parse_args", "summary"]
+LOG = logging.getLogger("pipeline.egoexoclip")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[BuildConfig, list[str], argparse.Namespace]:
@@ -87,6 +90,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[BuildConfig, list[str], a
         help="allow video files whose resolved path (symlinks followed) leaves a local --root",
     )
     ap.add_argument("--overwrite", action="store_true", help="rebuild every shard, even complete ones")
+    ap.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no per-take log lines (warnings, errors and the final summary only)",
+    )
     add_runner_args(ap)
     args, beam_args = ap.parse_known_args(argv)
     check_beam_args(ap, beam_args)
@@ -181,14 +189,34 @@ def summary(stats: dict, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def progress_shown(args: argparse.Namespace) -> bool:
+    """The bar needs the workers' progress files: engines whose workers are this machine's processes."""
+    if args.quiet:
+        return False
+    return args.runner in ("direct", "direct-mp") or (args.runner == "dask" and not args.dask_address)
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # force: importing Beam already configured the root logger (at WARNING), which hid every INFO line
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     cfg, beam_args, args = parse_args(argv)
+    if args.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+        if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+            beam_args = [*beam_args, "--default_sdk_harness_log_level=WARNING"]  # worker processes too
+    elif not progress_shown(args):
+        LOG.info(
+            "no progress bar with --runner %s (workers run elsewhere): they log one line per take",
+            args.runner,
+        )
     started = time.monotonic()
     try:
         check_inputs(cfg)  # before any engine starts or any view is probed
-        stats = run_with_runner(args, beam_args, lambda options: run(cfg, options, checked=True))
+        with ProgressBar(progress_shown(args), "take", echo=args.runner == "dask"), logging_redirect_tqdm():
+            stats = run_with_runner(args, beam_args, lambda options: run(cfg, options, checked=True))
     except (ReleaseLayoutError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
