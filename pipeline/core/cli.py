@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator
 
 from pipeline.core.runners import RUNNERS, RunnerOptionError, check_io_paths, runner_options
+from pipeline.core.session import OutLocked, build_session
 
 
 def add_runner_args(ap: argparse.ArgumentParser) -> None:
@@ -107,8 +109,18 @@ def check_runner_args(ap: argparse.ArgumentParser, args: argparse.Namespace, roo
 
 
 def run_with_runner(args: argparse.Namespace, beam_args: list[str], run: Callable[[list[str]], dict]) -> dict:
-    """run(beam options) under the engine of the command line; a local Dask cluster lives for the call."""
-    if args.runner == "dask" and not args.dask_address:
-        with local_dask_cluster(args.workers or 2) as address:
-            return run(engine_args(args, address) + beam_args)
-    return run(engine_args(args) + beam_args)
+    """run(beam options) under the engine of the command line; a local Dask cluster lives for the call.
+
+    The whole call holds a build session (pipeline/core/session.py): OUT's lock, taken before any engine
+    starts (another build on OUT: one `error:` line, exit status 2), the build's work directory and the
+    SIGTERM handler (exit status 143)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(build_session(getattr(args, "out", None)))
+        except OutLocked as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if args.runner == "dask" and not args.dask_address:
+            with local_dask_cluster(args.workers or 2) as address:
+                return run(engine_args(args, address) + beam_args)
+        return run(engine_args(args) + beam_args)

@@ -2,6 +2,11 @@
 manifest, errors.jsonl and the wids indexes, derived from the shards' own files (so resumed shards, written by
 an earlier run, count exactly like new ones) plus the failures of the planning stages, which every run
 recomputes. Everything is deterministic: sorted, no timestamps.
+
+These top-level files claim a complete dataset, so a build removes them before it checks or writes any shard
+(`remove_top_level`, stats.json first; pipeline.core.transforms.WriteShards runs it) and its finalize step
+writes them again once every shard is complete, the builder's stats.json last. A builder whose finalize step
+writes files of its own registers their names (`register_top_level`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,41 @@ from pipeline.core.writer import join, read_json, shard_files, write_bytes
 
 CLIP_LENGTH_BINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, float("inf"))
 _SHARD_SUFFIX = re.compile(r"(\.tar|\.parquet|_stats\.json)(\.tmp)?$")
+# stats.json first: it is the dataset's own "complete" marker, removed before anything it describes
+TOP_LEVEL = ("stats.json", "manifest.parquet", "errors.jsonl")
+_EXTRA_TOP_LEVEL: dict[str, tuple[str, ...]] = {}  # shard prefix -> regexes of its builder's own files
+
+
+def register_top_level(prefix: str, *patterns: str) -> None:
+    """File names (full-match regexes) that `prefix`'s finalize step writes besides the common ones."""
+    _EXTRA_TOP_LEVEL[prefix] = tuple(sorted(set(_EXTRA_TOP_LEVEL.get(prefix, ()) + patterns)))
+
+
+def top_level_patterns(prefix: str) -> list[re.Pattern]:
+    names = [re.escape(n) for n in TOP_LEVEL]
+    names.append(rf"{re.escape(prefix)}-[A-Za-z0-9_\-]+\.wids\.json")
+    return [re.compile(rf"^(?:{p})(?:\.tmp)?$") for p in (*names, *_EXTRA_TOP_LEVEL.get(prefix, ()))]
+
+
+def top_level_files(out: str, prefix: str, patterns: list[re.Pattern] | None = None) -> list[str]:
+    """The dataset-level files present in OUT (with their half-written .tmp), stats.json first."""
+    patterns = patterns if patterns is not None else top_level_patterns(prefix)
+    try:
+        found = FileSystems.match([join(out, "*")])[0].metadata_list
+    except Exception:  # OUT does not exist yet
+        return []
+    names = {meta.path.rstrip("/").rsplit("/", 1)[-1]: meta.path for meta in found}
+    chosen = [n for n in names if any(p.match(n) for p in patterns)]
+    order = {n: i for i, n in enumerate(TOP_LEVEL)}
+    return [names[n] for n in sorted(chosen, key=lambda n: (order.get(n.removesuffix(".tmp"), len(order)), n))]
+
+
+def remove_top_level(out: str, prefix: str, patterns: list[re.Pattern] | None = None) -> list[str]:
+    """Remove the dataset-level files of an earlier build (stats.json first); returns their paths."""
+    removed = top_level_files(out, prefix, patterns)
+    for path in removed:  # one by one, in order: an interruption leaves no stats.json beside fewer files
+        FileSystems.delete([path])
+    return removed
 
 
 def read_parquet(path: str) -> pa.Table:

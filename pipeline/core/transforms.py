@@ -2,6 +2,11 @@
 
 A builder's shard plan needs `.name`, `.split` and `.fingerprint`; its `write(plan, tmp_root, on_group)` writes
 the shard (normally through pipeline.core.writer.write_shard) and returns the shard's stats.
+
+Before any shard is checked or written, the dataset-level files of an earlier build (manifest, stats, errors,
+wids indexes, the builder's own: pipeline.core.finalize.top_level_files) are removed, so that a build stopped
+midway never leaves them describing shards it has started to replace; the builder's finalize step writes them
+again, stats.json last.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from pipeline.core.writer import default_tmp_root, shard_is_complete
+from pipeline.core.finalize import remove_top_level, top_level_patterns
+from pipeline.core.workdir import current_name, worker_dir
+from pipeline.core.writer import shard_is_complete
 
 LOG = logging.getLogger(__name__)
 FAILURES = "failures"
@@ -32,7 +39,7 @@ class CheckShardFn(beam.DoFn):
     def __init__(self, out: str, overwrite: bool, namespace: str):
         self.out, self.overwrite, self.namespace = out, overwrite, namespace
 
-    def process(self, plan):
+    def process(self, plan, started=()):
         if not self.overwrite and shard_is_complete(self.out, plan.name, plan.fingerprint):
             Metrics.counter(self.namespace, "shards already complete").inc()
             yield TaggedOutput("complete", plan.name)
@@ -43,14 +50,15 @@ class CheckShardFn(beam.DoFn):
 class WriteShardFn(beam.DoFn):
     """Extracts every clip of the shard (one decode per source) and writes it; logs progress per group."""
 
-    def __init__(self, write: Callable, namespace: str):
+    def __init__(self, write: Callable, namespace: str, workdir_name: str | None = None):
         self.write, self.namespace = write, namespace
+        self.workdir_name = workdir_name  # the build's work directory, by name: each worker has its own disk
         self.clips = Metrics.counter(namespace, "clips extracted")
         self.groups = Metrics.counter(namespace, "groups extracted")
         self.samples = Metrics.counter(namespace, "samples written")
 
     def setup(self):
-        self.tmp_root = default_tmp_root()  # this worker's own disk
+        self.tmp_root = worker_dir(self.workdir_name)  # this worker's own disk
         self.started, self.n_clips = time.monotonic(), 0
 
     def _on_group(self, name: str, n_clips: int, seconds: float):
@@ -71,16 +79,24 @@ class WriteShardFn(beam.DoFn):
 class WriteShards(beam.PTransform):
     """Shard plans -> names of the shards written now; complete ones (same fingerprint) are skipped."""
 
-    def __init__(self, out: str, write: Callable, overwrite: bool, namespace: str):
+    def __init__(self, out: str, write: Callable, overwrite: bool, namespace: str, prefix: str | None = None):
         super().__init__()
         self.out, self.write, self.overwrite, self.namespace = out, write, overwrite, namespace
+        self.prefix = prefix or namespace  # the shard file prefix (every builder names both alike)
 
     def expand(self, shard_plans):
+        out, prefix = self.out, self.prefix
+        patterns = top_level_patterns(prefix)  # now: the registry lives in this (the driver's) process
+        started = (
+            shard_plans.pipeline
+            | "StartBuild" >> beam.Create([None])
+            | "RemoveTopLevelFiles" >> beam.Map(lambda _: remove_top_level(out, prefix, patterns))
+        )
         checked = shard_plans | "CheckShards" >> beam.ParDo(
-            CheckShardFn(self.out, self.overwrite, self.namespace)
+            CheckShardFn(self.out, self.overwrite, self.namespace), started=beam.pvalue.AsList(started)
         ).with_outputs("complete", main="todo")
         return (
             checked.todo
             | "SpreadShards" >> beam.Reshuffle()
-            | "WriteShard" >> beam.ParDo(WriteShardFn(self.write, self.namespace))
+            | "WriteShard" >> beam.ParDo(WriteShardFn(self.write, self.namespace, current_name()))
         )

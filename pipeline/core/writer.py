@@ -3,7 +3,9 @@
 A shard is the unit of work and of resume. Its clips are extracted by the worker that writes it, into that
 worker's own temporary directory, so clip bytes never travel through a shuffle and no step relies on a disk
 shared with the driver. Files reach the output through Beam's filesystem layer (local, gs://, s3://): written
-under a temporary name, renamed when complete, and the shard's `_stats.json` is written last as the commit marker.
+under a temporary name, renamed when complete, and the shard's `_stats.json` is written last as the commit marker: it records the
+options fingerprint and the size and sha256 of the tar and the parquet, which resume checks (an old marker is
+removed before a shard is rewritten). Temporary files go to the build's work directory (workdir.py).
 
 A builder describes a shard as a sequence of *groups* (Ego-ExoClip: a take; EgoIT: a source video), each with
 the sources to decode (`SourceClips`) and a function that turns the cut clips into samples:
@@ -31,6 +33,7 @@ from pipeline.core import shards
 from pipeline.core.clips import ClipFormat, ClipRequest, ExtractionError, VideoInfo, extract_clips
 from pipeline.core.clips.images import extract_image_clip
 from pipeline.core.localize import local_copy
+from pipeline.core.workdir import worker_dir
 
 
 def join(out: str, name: str) -> str:
@@ -62,25 +65,43 @@ def write_json(path: str, obj) -> None:
     write_bytes(path, json.dumps(obj, sort_keys=True, indent=1).encode())
 
 
+HASH_CHUNK = 8 << 20
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file read through the filesystem layer, in chunks."""
+    sha = hashlib.sha256()
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        while chunk := f.read(HASH_CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
 def shard_is_complete(out: str, name: str, fingerprint: str) -> bool:
-    """A shard is complete when its commit marker exists, matches the plan, and its files have their sizes."""
+    """A shard is complete when its commit marker exists and matches the plan (options fingerprint), and its
+    tar and parquet have the sizes and sha256 digests the marker records: a file replaced by another build's
+    (even of the same size), truncated or damaged is found here and the shard rebuilt. Markers without the
+    digests (written before they were recorded) count as incomplete."""
     files = shard_files(out, name)
     try:
         stats = read_json(files["stats"])
-        if stats.get("fingerprint") != fingerprint:
+        if stats.get("fingerprint") != fingerprint or stats.get("shard") != f"{name}.tar":
             return False
         tar, parquet = (r.metadata_list for r in FileSystems.match([files["tar"], files["parquet"]]))
         return (
             len(tar) == 1 == len(parquet)
             and tar[0].size_in_bytes == stats["tar_bytes"]
             and parquet[0].size_in_bytes == stats["parquet_bytes"]
+            and file_sha256(files["tar"]) == stats["tar_sha256"]
+            and file_sha256(files["parquet"]) == stats["parquet_sha256"]
         )
-    except Exception:  # missing, unreadable or truncated marker: rebuild
+    except Exception:  # missing, unreadable or truncated marker or file: rebuild
         return False
 
 
 def default_tmp_root() -> str:
-    return os.environ.get("EXO2EGO_TMP") or tempfile.gettempdir()
+    """This worker's copy of the build's work directory (pipeline/core/workdir.py), on its own disk."""
+    return worker_dir()
 
 
 class _HashingWriter:
@@ -194,6 +215,10 @@ def write_shard(
     tmp_tar = f"{files['tar']}.tmp"
     failures: list = []
     rows: list[dict] = []
+    if FileSystems.exists(files["stats"]):  # the old marker goes first: it must never vouch for new files
+        FileSystems.delete([files["stats"]])
+    if tmp_root:
+        os.makedirs(tmp_root, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root)
     try:
         with FileSystems.create(tmp_tar, compression_type="uncompressed") as raw:
@@ -215,7 +240,8 @@ def write_shard(
         FileSystems.rename([tmp_tar], [files["tar"]])
         buf = io.BytesIO()
         shards.write_parquet(manifest(rows), buf)
-        write_bytes(files["parquet"], buf.getvalue())
+        parquet = buf.getvalue()
+        write_bytes(files["parquet"], parquet)
         stats = {
             "shard": f"{name}.tar",
             "split": split,
@@ -224,7 +250,8 @@ def write_shard(
             **(summarize(rows) if summarize else {}),
             "tar_bytes": sink.n,
             "tar_sha256": sink.sha.hexdigest(),
-            "parquet_bytes": len(buf.getvalue()),
+            "parquet_bytes": len(parquet),
+            "parquet_sha256": hashlib.sha256(parquet).hexdigest(),
             "failures": [f.to_dict() for f in sorted(failures, key=lambda f: f.sort_key())],
         }
         write_json(files["stats"], stats)

@@ -10,11 +10,14 @@ from collections import Counter, defaultdict
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.core.finalize import clip_length_stats, finalize_shards
+from pipeline.core.finalize import clip_length_stats, finalize_shards, register_top_level
 from pipeline.core.writer import join, write_bytes, write_json
 from pipeline.egobench.plan import BenchFailure
 from pipeline.egobench.samples import manifest_table
 from pipeline.egobench.writer import SHARD_PREFIX, STAGING
+
+# the sentence sets are dataset-level: removed when a build starts, written by finalize
+register_top_level(SHARD_PREFIX, r"[A-Za-z0-9_\-]+_sentences\.json")
 
 
 def sentences_file(benchmark: str) -> str:

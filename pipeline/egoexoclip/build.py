@@ -7,6 +7,7 @@ The command line is pipeline/egoexoclip/cli.py.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -22,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.localize import is_local
+from pipeline.core.session import OutLocked, build_session
 from pipeline.core.transforms import WriteShards
 from pipeline.core.writer import read_json
 from pipeline.egoexoclip import release
@@ -295,10 +297,18 @@ def check_out(out: str, create: bool = True) -> None:
 def run(cfg: BuildConfig, beam_args: list[str] | None = None, *, checked: bool = False) -> dict:
     """Build and return the dataset stats (also written to OUT/stats.json). The inputs and OUT are checked
     first (check_inputs; `checked` when the caller already did), so a build that cannot work fails before any
-    work with InputError / ReleaseLayoutError."""
+    work with InputError / ReleaseLayoutError.
+
+    The build holds a session (pipeline/core/session.py): OUT's lock (another build holding it: InputError at
+    once), its own work directory for temporary files, and a SIGTERM handler (exit status 143)."""
     if not checked:
         check_inputs(cfg)
     options = PipelineOptions(beam_args or [], save_main_session=False)
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, cfg)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(build_session(cfg.out))
+        except OutLocked as err:
+            raise InputError(str(err)) from None
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, cfg)
     return read_json(FileSystems.join(cfg.out, "stats.json"))

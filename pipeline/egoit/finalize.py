@@ -9,13 +9,15 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from pipeline.core.finalize import clip_length_stats, finalize_shards
+from pipeline.core.finalize import clip_length_stats, finalize_shards, register_top_level
 from pipeline.core.writer import join, write_bytes, write_json
 from pipeline.egoit.plan import ItemFailure
 from pipeline.egoit.samples import manifest_table
 from pipeline.egoit.writer import SHARD_PREFIX
 
 STAGES = ("input", "records", "converted", "deduplicated", "mixed")
+# the training JSON files are dataset-level: removed when a build starts, written by finalize
+register_top_level(SHARD_PREFIX, rf"{SHARD_PREFIX}(?:-[A-Za-z0-9_]+)?\.json")
 
 
 def training_json_name(split: str) -> str:
