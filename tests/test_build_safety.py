@@ -126,9 +126,10 @@ def test_a_second_build_on_the_same_out_stops_at_once_and_the_first_completes(
         assert first.poll() is None, "the first build ended before the second one was started"
         assert second.returncode == 2, second.stderr[-2000:]
         # one error line (a progress bar may have drawn on the same terminal line before it, after a \r)
-        errors = [line.rsplit("\r", 1)[-1] for line in second.stderr.splitlines() if "error: " in line]
+        errors = [line for line in second.stderr.splitlines() if "error: " in line]
         assert len(errors) == 1, second.stderr[-2000:]
-        error = errors[0][errors[0].index("error: ") :]
+        error = errors[0]  # a line of its own: the lock is taken before any progress bar is drawn
+        assert "\r" not in second.stderr and "takes" not in second.stderr, second.stderr[-2000:]
         assert error.startswith(f"error: --out {out} is in use by another build (pid {first.pid} on ")
         assert "Traceback" not in second.stderr
         workdirs = [p.name for p in tmp_root.iterdir() if re.fullmatch(r"exo2ego-[0-9a-f]{12}-\d+", p.name)]

@@ -27,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from pipeline.core.cli import add_runner_args, check_runner_args, engine_args, run_with_runner
 from pipeline.core.clips import ClipFormat
 from pipeline.core.progress import ProgressBar
+from pipeline.core.session import OutLocked, build_session
 from pipeline.egoexoclip.build import (
     DEFAULT_OFFSETS,
     BuildConfig,
@@ -215,9 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         check_inputs(cfg)  # before any engine starts or any view is probed
-        with ProgressBar(progress_shown(args), "take", echo=args.runner == "dask"), logging_redirect_tqdm():
+        # OUT's lock first (re-entered by run_with_runner): a busy OUT is one clean line, no bar drawn before it
+        with (
+            build_session(cfg.out),
+            ProgressBar(progress_shown(args), "take", echo=args.runner == "dask"),
+            logging_redirect_tqdm(),
+        ):
             stats = run_with_runner(args, beam_args, lambda options: run(cfg, options, checked=True))
-    except (ReleaseLayoutError, InputError) as err:
+    except (ReleaseLayoutError, InputError, OutLocked) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(summary(stats, time.monotonic() - started))
