@@ -343,6 +343,27 @@ def _children(pid: int) -> list[str]:
     return kids
 
 
+def exec_done(pid: str | int, parent_exe: str) -> bool:
+    """Whether a child has exec'd its own program. Between fork (or vfork) and exec a child shares the parent's
+    pages, so its RSS is the parent's: counting it then adds a second copy of the Python worker (~250 MB) to
+    the total and to the child peak. On a busy machine that window is long enough to be sampled now and then:
+    the +172 MB "growth" under load and the 437-496 MB peaks of earlier runs were such double counts."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe") != parent_exe
+    except OSError:
+        return False
+
+
+def _describe(pid: str) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return ""
+    src = argv[argv.index("-i") + 1] if "-i" in argv[:-1] else "?"
+    role = "probe" if "copy" in argv else "extract"
+    return f"{role} {'/'.join(Path(src).parts[-2:])}"
+
+
 class MemorySampler:
     """Peak of (this process + its live children) resident memory, sampled every `interval` s, plus the exact
     peaks (VmHWM) of this process and of the largest child. ru_maxrss is no use here: Linux carries it across
@@ -350,6 +371,7 @@ class MemorySampler:
 
     def __init__(self, interval: float = 0.2):
         self.interval, self.peak_total_kb, self.peak_child_kb = interval, 0, 0
+        self.peak_child = ""  # which child reached peak_child_kb: "extract <input>" or "probe <input>"
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -363,11 +385,16 @@ class MemorySampler:
 
     def _run(self):
         me = os.getpid()
+        exe = os.readlink(f"/proc/{me}/exe")
         while not self._stop:
             total = _status_kb(me, "VmRSS")
             for kid in _children(me):
+                if not exec_done(kid, exe):
+                    continue  # forked, not yet exec'd: its pages are ours (counted above)
                 total += _status_kb(kid, "VmRSS")
-                self.peak_child_kb = max(self.peak_child_kb, _status_kb(kid, "VmHWM"))
+                hwm = _status_kb(kid, "VmHWM")
+                if hwm > self.peak_child_kb:
+                    self.peak_child_kb, self.peak_child = hwm, _describe(kid)
             self.peak_total_kb = max(self.peak_total_kb, total)
             time.sleep(self.interval)
 
@@ -400,6 +427,7 @@ def worker_main(args) -> int:
         "wall_s": w1 - w0,
         "python_peak_mb": _status_kb("self", "VmHWM") / 1024,
         "ffmpeg_peak_mb": mem.peak_child_kb / 1024,
+        "ffmpeg_peak_process": mem.peak_child,
         "worker_peak_mb": mem.peak_total_kb / 1024,
         "pairs": stats["pairs"],
         "samples": stats["samples"],
@@ -690,6 +718,7 @@ def memory_section(inputs: dict, work: Path, formats, log) -> dict:
                     "worker_peak_mb": r["worker_peak_mb"],
                     "python_peak_mb": r["python_peak_mb"],
                     "ffmpeg_peak_mb": r["ffmpeg_peak_mb"],
+                    "ffmpeg_peak_process": r.get("ffmpeg_peak_process", ""),
                     "pairs": r["pairs"],
                     "wall_s": r["wall_s"],
                     "busy_loops": hogs,
