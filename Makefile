@@ -171,7 +171,8 @@ train: $(STAMP)
 	fi
 
 # Extraction vs the codec limit on generated 3.5-min takes (cached in data/bench/), naive per-clip ffmpeg, memory,
-# x264 preset table: prints a table, writes data/bench/bench.json (~10 min on 2 cores; +3 min the first time).
+# x264 preset table, the video2dataset peer (its own venv): prints a table, writes data/bench/bench.json (~45 min on
+# 2 cores; +6 min the first time). ARGS="--only memory" / "--skip-peer" / "--skip-memory" run parts.
 bench: $(STAMP)
 	$(PY) -m pipeline.egoexoclip.bench $(ARGS)
 
