@@ -154,12 +154,9 @@ def test_report_of_a_frames_build(sample_root, tmp_path):
     assert stats["options"]["kind"] == "frames" and stats["options"]["layout"] == "moments"
     body = (out / "report" / "index.html").read_text()
     assert ".jpg)" in body  # the JPEG member each shown frame came from
-
-
-def test_more_samples_than_the_build_has(mp4_out):
-    stats = json.loads((mp4_out / "stats.json").read_text())
-    R.make_report(mp4_out, stats["samples"] + 50, seed=0)
-    page = Page((mp4_out / "report" / "index.html").read_text())
+    # more samples asked for than the build has: every sample once (a frames build: JPEGs decode fast)
+    R.make_report(out, stats["samples"] + 50, seed=0)
+    page = Page((out / "report" / "index.html").read_text())
     assert page.sheet_count == len(page.samples) == stats["samples"]
 
 
