@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-import yaml
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.clips import ClipFormat
+from pipeline.core.config import ConfigError, load_config_file, resolve_path  # noqa: F401 (load_config_file: this package's API)
+from pipeline.core.config import parse_roots as _parse_roots
 from pipeline.core.localize import is_local
 from pipeline.core.transforms import WriteShards
 from pipeline.core.writer import read_json
@@ -47,10 +47,6 @@ BYTES_PER_FRAME = {"mp4": 3_000, "frames": 25_000}
 # reader options that name files: resolved against the config file's folder like the roots
 PATH_OPTIONS = {"classes"}
 SPEC_KEYS = {"reader", "root", "annotations", "videos", "options"}
-
-
-class ConfigError(ValueError):
-    """A build option is invalid; the message names the option and the value."""
 
 
 def reader_option_names(reader: str) -> set[str]:
@@ -241,45 +237,21 @@ def bench_specs(raw: dict, base: Path | None = None) -> tuple[BenchSpec, ...]:
         unknown = sorted(set(entry) - SPEC_KEYS)
         if unknown:
             raise ConfigError(f"benchmarks.{name}: unknown key(s) {unknown} (known: {sorted(SPEC_KEYS)})")
-        paths = {k: _resolve(str(entry[k]), base) for k in ("root", "annotations", "videos") if entry.get(k)}
+        paths = {k: resolve_path(str(entry[k]), base) for k in ("root", "annotations", "videos") if entry.get(k)}
         if "root" not in paths:
             raise ConfigError(f"benchmarks.{name}.root: missing")
         options = entry.get("options") or {}
         if not isinstance(options, dict):
             raise ConfigError(f"benchmarks.{name}.options: expected a mapping")
-        options = {k: _resolve(str(v), base) if k in PATH_OPTIONS else v for k, v in options.items()}
+        options = {k: resolve_path(str(v), base) if k in PATH_OPTIONS else v for k, v in options.items()}
         specs.append(BenchSpec(str(name), reader=str(entry.get("reader") or ""), options=options, **paths))
     return tuple(specs)
 
 
-def _resolve(path: str, base: Path | None) -> str:
-    if base is None or "://" in path or os.path.isabs(path):
-        return path
-    return os.path.normpath(str(base / path))
 
 
-def parse_roots(text: str) -> dict:
-    """ "egoschema=/data/egoschema,vlnqa=/data/vln_qa" -> {"egoschema": {"root": "/data/egoschema"}, ...}."""
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, root = part.partition("=")
-        if not sep or not root.strip() or not name.strip():
-            raise ConfigError(f"--roots: {part!r} is not NAME=PATH")
-        out[name.strip()] = {"root": root.strip()}
-    return out
 
 
-def load_config_file(path: str) -> dict:
-    """The YAML config as a dict (keys: benchmarks, and any EgoBenchConfig / OutputFormat option)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping")
-    return raw
 
 
 def config_from_mapping(
@@ -300,3 +272,8 @@ def config_from_mapping(
         return EgoBenchConfig(out=out, benchmarks=specs, output=fmt, **raw)
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
+
+
+def parse_roots(text: str) -> dict:
+    """--roots "a=/data/a,b=/data/b" -> {"a": {"root": "/data/a"}, ...} (pipeline.core.config.parse_roots)."""
+    return _parse_roots(text, "NAME")

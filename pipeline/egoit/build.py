@@ -8,17 +8,17 @@ pipeline/egoit/cli.py.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-import yaml
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.clips import ClipFormat
+from pipeline.core.config import ConfigError, load_config_file, resolve_path  # noqa: F401 (load_config_file: this package's API)
+from pipeline.core.config import parse_roots as _parse_roots
 from pipeline.core.localize import is_local
 from pipeline.core.transforms import WriteShards
 from pipeline.core.writer import read_json
@@ -39,10 +39,6 @@ READER_OPTIONS = {
     "openeqa": {"n_frames"},
     "egoexolearn": {"files"},
 }
-
-
-class ConfigError(ValueError):
-    """A build option is invalid; the message names the option and the value."""
 
 
 @dataclass(frozen=True)
@@ -200,7 +196,7 @@ def source_specs(raw: dict, base: Path | None = None) -> tuple[SourceSpec, ...]:
         unknown = sorted(set(entry) - {"root", "annotations", "videos", "options", "ratio", "cap"})
         if unknown:
             raise ConfigError(f"sources.{name}: unknown key(s) {unknown}")
-        paths = {k: _resolve(str(entry[k]), base) for k in ("root", "annotations", "videos") if entry.get(k)}
+        paths = {k: resolve_path(str(entry[k]), base) for k in ("root", "annotations", "videos") if entry.get(k)}
         if "root" not in paths:
             raise ConfigError(f"sources.{name}.root: missing")
         specs.append(SourceSpec(name, options=dict(entry.get("options") or {}), mix=_mix_rule(name, entry),
@@ -208,34 +204,10 @@ def source_specs(raw: dict, base: Path | None = None) -> tuple[SourceSpec, ...]:
     return tuple(specs)
 
 
-def _resolve(path: str, base: Path | None) -> str:
-    if base is None or "://" in path or os.path.isabs(path):
-        return path
-    return os.path.normpath(str(base / path))
 
 
-def parse_roots(text: str) -> dict:
-    """"egtea=/data/egtea,ssv2=/data/ssv2" -> {"egtea": {"root": "/data/egtea"}, ...}."""
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, root = part.partition("=")
-        if not sep or not root:
-            raise ConfigError(f"--roots: {part!r} is not SOURCE=PATH")
-        out[name.strip()] = {"root": root.strip()}
-    return out
 
 
-def load_config_file(path: str) -> dict:
-    """The YAML config as a dict (keys: sources, and any EgoITConfig/OutputFormat option)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping")
-    return raw
 
 
 def config_from_mapping(raw: dict, out: str, base: Path | None, clip: ClipFormat | None = None) -> EgoITConfig:
@@ -252,3 +224,8 @@ def config_from_mapping(raw: dict, out: str, base: Path | None, clip: ClipFormat
         return EgoITConfig(out=out, sources=specs, output=fmt, **raw)
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
+
+
+def parse_roots(text: str) -> dict:
+    """--roots "a=/data/a,b=/data/b" -> {"a": {"root": "/data/a"}, ...} (pipeline.core.config.parse_roots)."""
+    return _parse_roots(text, "SOURCE")

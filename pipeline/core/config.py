@@ -1,0 +1,46 @@
+"""Config-file pieces the dataset builders share (EgoIT's `sources`, EgoBench's `benchmarks`): the error they
+raise, the YAML loader, the `--roots NAME=PATH,...` parser and the resolution of relative paths against the
+config file's folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A build option is invalid; the message names the option and the value."""
+
+
+def resolve_path(path: str, base: Path | None) -> str:
+    """A path from a config file, relative to the file's folder (`base`); URLs and absolute paths as given."""
+    if base is None or "://" in path or os.path.isabs(path):
+        return path
+    return os.path.normpath(str(base / path))
+
+
+def parse_roots(text: str, label: str = "NAME") -> dict:
+    """ "egtea=/data/egtea,ssv2=/data/ssv2" -> {"egtea": {"root": "/data/egtea"}, ...}; `label` names the left
+    side in the error message."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, root = part.partition("=")
+        if not sep or not root.strip() or not name.strip():
+            raise ConfigError(f"--roots: {part!r} is not {label}=PATH")
+        out[name.strip()] = {"root": root.strip()}
+    return out
+
+
+def load_config_file(path: str) -> dict:
+    """The YAML config as a dict; ConfigError naming the file when it is missing, invalid or not a mapping."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    return raw
