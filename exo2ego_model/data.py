@@ -8,6 +8,9 @@
     batched                webdataset: lists of batch_size samples
     decode_batches         decode the clips (decord / PIL), tokenize and collate; skipped batches stay undecoded
 
+Modules by role: data_urls.py (shard URLs), data_samples.py (expansion, shuffle, take, SampleError), this one
+(shards per reader, tokenization, decoding, make_loader); every public name of the three is importable from here.
+
 Both layouts of the build are read, detected per sample from its member names (README "What the build
 writes"): pairs (`ego.mp4`/`exo.mp4` or `ego.NN.jpg`/`exo.NN.jpg`) and moments (`exo.<cam>.mp4` or
 `exo.<cam>.NN.jpg` per view). Keys of expanded samples are pair keys in both layouts: `<narration key>-<cam>`
@@ -26,23 +29,30 @@ exo_BTCHW (float32, CLIP-normalised): "exo" -> exo only, "pairs" -> both, "instr
 
 from __future__ import annotations
 
-import glob
-import json
-import logging
-import posixpath
 import random
-import re
-import shlex
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
-from pathlib import Path
 
 import torch
 import webdataset as wds
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 
 from exo2ego_model.config import STAGE_DATA, DataConfig
+from exo2ego_model.data_samples import (  # noqa: F401  (the stages; re-exported: data.<name> is the public API)
+    Handler,
+    SampleError,
+    _handle,
+    caption_turns,
+    egoit_clip,
+    expand_sample,
+    expand_samples,
+    sample_views,
+    shuffle_samples,
+    take_samples,
+    worker_slot,
+)
+from exo2ego_model.data_urls import expand_urls, gopen_url, resolve_url, wids_urls  # noqa: F401  (re-exported)
 from exo2ego_model.prompt import (  # the chat format, shared with inference (one VIDEO_TOKEN_INDEX per row)
     IGNORE_INDEX,
     PROMPT_TEMPLATE,
@@ -61,131 +71,30 @@ __all__ = [
     "VIDEO_TOKEN_INDEX",
     "SampleError",
     "ShardSource",
+    "caption_turns",
     "decode_batches",
     "decode_clip",
+    "egoit_clip",
+    "expand_sample",
     "expand_samples",
     "expand_urls",
+    "gopen_url",
     "make_collate",
     "make_loader",
     "normalize",
+    "resolve_url",
+    "sample_views",
     "shuffle_samples",
     "take_samples",
     "tokenize_conversation",
     "uniform_indices",
+    "wids_urls",
 ]
 
-LOG = logging.getLogger(__name__)
-
-Handler = Callable[[Exception], bool]
+_worker = worker_slot  # (worker id, workers) of this DataLoader process: a test stands in for one
 
 
-class SampleError(RuntimeError):
-    """A sample could not be read, expanded or decoded; the message names the shard URL and the sample key."""
-
-
-def _handle(handler: Handler, exn: Exception, url: str, key: str) -> bool:
-    """Wrap `exn` with where it happened and hand it to `handler`: True = skip and go on, False = stop."""
-    err = SampleError(f"{url}: sample {key}: {type(exn).__name__}: {exn}")
-    err.__cause__ = exn
-    return handler(err)
-
-
-def _worker() -> tuple[int, int]:
-    """(worker id, number of workers) of the DataLoader process this runs in; (0, 1) in the main process."""
-    info = get_worker_info()
-    return (0, 1) if info is None else (info.id, info.num_workers)
-
-
-# ----------------------------------------------------------------------------------------------- shard URLs
-
-
-def gopen_url(url: str) -> str:
-    """gs:// and s3:// URLs as `pipe:` commands (webdataset has no s3 opener; both go through the vendors'
-    CLIs, which must be installed and authenticated). Other URLs (local paths, http(s)://, pipe:) unchanged."""
-    if url.startswith("gs://"):
-        return f"pipe:gsutil cat {shlex.quote(url)}"
-    if url.startswith("s3://"):
-        return f"pipe:aws s3 cp {shlex.quote(url)} -"
-    return url
-
-
-_LIST_FILES = (".txt", ".list", ".shards")
-
-
-def _is_local(spec: str) -> bool:
-    return "://" not in spec and not spec.startswith("pipe:")
-
-
-def _read_index(spec: str) -> str:
-    """The text of a list file or wids index: a local file, or any URL webdataset opens (gs://, s3:// through
-    gopen_url)."""
-    if _is_local(spec):
-        return Path(spec).read_text()
-    with wds.gopen(gopen_url(spec), "rb") as f:
-        return f.read().decode()
-
-
-def resolve_url(index: str, url: str) -> str:
-    """`url` named by the list file / wids index at `index`: relative ones are relative to the index's folder
-    (wids' rule); absolute paths, URLs and pipe: commands are kept."""
-    if not _is_local(url) or url.startswith("/"):
-        return url
-    if _is_local(index):
-        return posixpath.normpath(posixpath.join(posixpath.dirname(index), url))
-    return f"{index.rsplit('/', 1)[0]}/{url}"
-
-
-def wids_urls(index: str) -> list[str]:
-    """Shard URLs of a wids index (`*.wids.json`, as the builders write one per split): its `shardlist`, then
-    the shardlists of its `datasets` (inline, or `source_url` read in turn), resolved against their index."""
-    try:
-        doc = json.loads(_read_index(index))
-    except (OSError, ValueError) as err:
-        raise ValueError(f"data.shards={index!r}: not a readable wids index ({err})") from None
-    if not isinstance(doc, dict) or doc.get("wids_version") != 1:
-        raise ValueError(f"data.shards={index!r}: not a wids index (no \"wids_version\": 1)")
-    urls = [resolve_url(index, s["url"]) for s in doc.get("shardlist", [])]
-    for part in doc.get("datasets", []):
-        if "source_url" in part:
-            urls += wids_urls(resolve_url(index, part["source_url"]))
-        else:
-            base = part.get("base")
-            urls += [resolve_url(index, f"{base}/{s['url']}" if base else s["url"]) for s in part["shardlist"]]
-    if not urls:
-        raise ValueError(f"data.shards={index!r}: the wids index lists no shard")
-    return urls
-
-
-def expand_urls(spec: str | Sequence[str]) -> list[str]:
-    """Shard URLs of a DataConfig.shards value, in order.
-
-    - a brace pattern (`data/egoexoclip-train-{000000..000009}.tar`), several joined by `::`;
-    - a manifest: a wids index (`*.json`, e.g. the `<prefix>-<split>.wids.json` each builder writes) or a list
-      file (`*.txt` / `*.list` / `*.shards`: one URL, pattern or index a line, `#` comments); relative entries
-      are relative to the manifest's folder; local, or any URL (gs://, s3://, http(s)://);
-    - a local glob (`data/*.tar`, sorted);
-    - a list of any of these.
-    Each URL is then passed through `gopen_url` (gs:// and s3:// become `pipe:` commands).
-    """
-    if not isinstance(spec, str):
-        return [u for s in spec for u in expand_urls(s)]
-    spec = spec.strip()
-    if not spec:
-        raise ValueError("data.shards is empty: give a brace pattern, list file, wids index or URL of .tar shards")
-    if spec.endswith(".json") and not spec.startswith("pipe:"):
-        return expand_urls(wids_urls(spec))
-    if spec.endswith(_LIST_FILES) and not spec.startswith("pipe:"):
-        lines = [ln.strip() for ln in _read_index(spec).splitlines()]
-        entries = [resolve_url(spec, ln) for ln in lines if ln and not ln.startswith("#")]
-        if not entries:
-            raise ValueError(f"data.shards={spec!r}: the list file names no shard")
-        return expand_urls(entries)
-    if _is_local(spec) and any(c in spec for c in "*?["):
-        found = sorted(glob.glob(spec))
-        if not found:
-            raise ValueError(f"data.shards={spec!r}: the glob matches no file")
-        return found
-    return [gopen_url(u) for u in wds.shardlists.expand_urls(spec)]
+# ------------------------------------------------------------------------------------------- shards per reader
 
 
 class ShardSource(IterableDataset):
@@ -232,156 +141,6 @@ class ShardSource(IterableDataset):
         readers = self.world_size * n_workers
         for url in urls[self.rank * n_workers + worker :: readers]:
             yield dict(url=url)
-
-
-# ------------------------------------------------------------------------------------------- expansion
-
-_EGO_MEMBER = re.compile(r"^ego\.(?:(?P<idx>\d+)\.jpg|mp4)$")
-# pairs: exo.mp4 / exo.NN.jpg; moments: exo.<cam>.mp4 / exo.<cam>.NN.jpg ("exo.00.jpg" backtracks to no cam)
-_EXO_MEMBER = re.compile(r"^exo\.(?:(?P<cam>[^.]+)\.)?(?:(?P<idx>\d+)\.jpg|mp4)$")
-
-Clip = bytes | list  # mp4 bytes, or the JPEG bytes of each frame in order
-
-
-def _collect(found: dict, view, idx: str | None, data: bytes) -> None:
-    if idx is None:
-        found[view] = data
-    else:
-        found.setdefault(view, {})[int(idx)] = data
-
-
-def _as_clip(value) -> Clip:
-    return value if isinstance(value, bytes) else [value[i] for i in sorted(value)]
-
-
-def sample_views(sample: dict) -> tuple[Clip, dict[str | None, Clip]]:
-    """(ego clip, {exo cam: clip}) of a shard sample; the cam is None for the pairs layout (one exo view); no
-    exo view ({}) for an ego-only sample (EgoClip: `ego.mp4` or `ego.NN.jpg`, `txt`, `json`)."""
-    ego: dict = {}
-    exos: dict = {}
-    for name, data in sample.items():
-        if m := _EGO_MEMBER.match(name):
-            _collect(ego, "ego", m["idx"], data)
-        elif m := _EXO_MEMBER.match(name):
-            _collect(exos, m["cam"], m["idx"], data)
-    if "ego" not in ego:
-        raise ValueError(f"no ego clip (members: {sorted(k for k in sample if not k.startswith('__'))})")
-    if None in exos and len(exos) > 1:
-        raise ValueError("both pairs-layout (exo.mp4) and moments-layout (exo.<cam>.*) members")
-    return _as_clip(ego["ego"]), {cam: _as_clip(v) for cam, v in exos.items()}
-
-
-def _conversations(meta: dict, text: str, prompt: str) -> list[dict]:
-    conv = meta.get("conversations")
-    if conv is None:
-        return [{"from": "human", "value": prompt}, {"from": "gpt", "value": text}]
-    ok = (
-        isinstance(conv, list)
-        and conv
-        and all(
-            isinstance(t, dict) and t.get("from") in ("human", "gpt") and isinstance(t.get("value"), str)
-            for t in conv
-        )
-    )
-    if not ok or not any(t["from"] == "gpt" for t in conv):
-        raise ValueError(
-            f"json conversations must be [{{from: human|gpt, value: str}}, ...] with a gpt turn: {conv!r}"
-        )
-    return conv
-
-
-# EgoIT samples (pipeline/egoit): one clip, `mp4` or `00.jpg`.. `NN.jpg`, and the conversation in `json`
-_EGOIT_FRAME = re.compile(r"^(?P<idx>\d+)\.jpg$")
-
-
-def egoit_clip(sample: dict) -> Clip | None:
-    """The clip of an EgoIT sample (mp4 bytes or JPEGs in order), or None when the sample is not one."""
-    if "mp4" in sample:
-        return sample["mp4"]
-    frames = {int(m["idx"]): data for name, data in sample.items() if (m := _EGOIT_FRAME.match(name))}
-    return [frames[i] for i in sorted(frames)] if frames else None
-
-
-def _first_pair_of_narration(meta: dict) -> bool:
-    """Pairs layout: the ego clip is repeated once per exo view; a narration is kept once, at its first exo cam."""
-    cams = sorted(meta.get("exo_cams") or [])
-    return not (cams and meta.get("exo_cam") and meta["exo_cam"] != cams[0])
-
-
-def caption_turns(text: str, prompt: str) -> list[dict]:
-    """The caption as the answer to `prompt` (data.prompt): the conversation of "exo", "pairs" and "ego"."""
-    return [{"from": "human", "value": prompt}, {"from": "gpt", "value": text}]
-
-
-def expand_sample(sample: dict, kind: str, prompt: str) -> list[dict]:
-    """One shard sample -> the stage's undecoded samples {key, url, text, conversations, ego?, exo?}.
-
-    "ego" and "instruct": one per ego clip (an EgoClip sample; an Ego-ExoClip narration, once in the pairs
-    layout), keyed by the narration key; "ego" answers data.prompt with the caption, "instruct" uses the json's
-    conversations when it has them. "exo" / "pairs": one per exo view (Ego-ExoClip only)."""
-    key, url = sample["__key__"], sample.get("__url__", "")
-    meta = json.loads(sample["json"]) if "json" in sample else {}
-    clip = egoit_clip(sample)
-    if clip is not None:  # an EgoIT sample: the ego clip and its instruction conversation
-        if kind != "instruct":
-            raise ValueError(f"an EgoIT sample has no exo view and no caption: it feeds data_kind instruct, not {kind}")
-        return [{"url": url, "text": "", "key": key, "conversations": _conversations(meta, "", prompt), "ego": clip}]
-    text = sample["txt"].decode("utf-8").strip() if "txt" in sample else str(meta.get("text", ""))
-    ego, exos = sample_views(sample)
-    base = {"url": url, "text": text}
-    if kind in ("ego", "instruct"):
-        if None in exos and not _first_pair_of_narration(meta):
-            return []
-        if kind == "ego" and not text:
-            raise ValueError("no caption (txt / json text) for data_kind ego")
-        conv = caption_turns(text, prompt) if kind == "ego" else _conversations(meta, text, prompt)
-        return [{**base, "key": meta.get("key") or key, "conversations": conv, "ego": ego}]
-    if not exos:
-        members = sorted(k for k in sample if not k.startswith("__"))
-        raise ValueError(f"no exo clip (members: {members}): an ego-only (EgoClip) sample feeds data_kind ego "
-                         f"or instruct, not {kind}")  # fmt: skip
-    conv = caption_turns(text, prompt)
-    views = [(key, exos[None])] if None in exos else [(f"{key}-{cam}", exos[cam]) for cam in sorted(exos)]
-    out = []
-    for pkey, exo in views:
-        item = {**base, "key": pkey, "conversations": conv, "exo": exo}
-        if kind == "pairs":
-            item["ego"] = ego
-        out.append(item)
-    return out
-
-
-def expand_samples(src: Iterable[dict], kind: str, prompt: str, handler: Handler = wds.reraise_exception):
-    """Stage: shard samples -> stage samples ("exo": one per exo view, "pairs": one per (ego, exo view),
-    "instruct" and "ego": one per narration / EgoClip clip / EgoIT sample (not "ego"))."""
-    if kind not in STAGE_DATA:
-        raise ValueError(f"kind={kind!r}: expected one of {STAGE_DATA}")
-    for sample in src:
-        try:
-            items = expand_sample(sample, kind, prompt)
-        except Exception as exn:
-            if _handle(handler, exn, sample.get("__url__", "?"), sample.get("__key__", "?")):
-                continue
-            break
-        yield from items
-
-
-def shuffle_samples(src: Iterable[dict], bufsize: int, seed: int, epoch: int, rank: int):
-    """Stage: webdataset's buffer shuffle with an RNG seeded by (seed, epoch, rank, worker): same inputs,
-    same order. bufsize < 2 passes the stream through."""
-    if bufsize < 2:
-        yield from src
-        return
-    worker, _ = _worker()
-    rng = random.Random(f"shuffle:{seed}:{epoch}:{rank}:{worker}")
-    # initial = bufsize: fill the buffer before the first pick (the default 100 mixes the start poorly)
-    yield from wds.filters.shuffle(bufsize, initial=bufsize, rng=rng)(iter(src))
-
-
-def take_samples(src: Iterable[dict], per_rank: int):
-    """Stage: this worker's share of `per_rank` samples (the rank's workers together yield exactly per_rank)."""
-    worker, n_workers = _worker()
-    yield from islice(src, per_rank // n_workers + (1 if worker < per_rank % n_workers else 0))
 
 
 # --------------------------------------------------------------------------------------- tokenization

@@ -5,7 +5,8 @@ with the paper's numbers, and the CLI.
 
 The shards follow the EgoBench build's format (pipeline/egobench): `egobench-<task>-NNNNNN.tar`, key = item id,
 members `mp4` / `00.jpg`.. (one clip) or `v0.mp4`.. / `v0.00.jpg`.. (EgoMCQ), `json` = item_json(item);
-`epic_mir_sentences.json` beside them.
+`epic_mir_sentences.json` beside them, and what the build says it wrote (write_build_index: stats.json,
+manifest.parquet, each shard's stats). Bad command lines and damaged inputs: tests/test_eval_inputs.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
@@ -154,7 +157,28 @@ def write_bench(root: Path) -> dict[str, int]:
             for s in rows:
                 w.write(s)
     (root / "epic_mir_sentences.json").write_text(json.dumps(SENTENCES))
+    write_build_index(root, {t: [s["__key__"] for s in rows] for t, rows in samples.items()})
     return {t: len(rows) for t, rows in samples.items()}
+
+
+def write_build_index(root: Path, ids: dict[str, list[str]]) -> None:
+    """What the EgoBench build writes beside its shards and the evaluator reads (bench_io.read_build): each
+    shard's `<name>_stats.json`, manifest.parquet (its task / id / shard / key columns) and stats.json (last)."""
+    rows = {"key": [], "shard": [], "task": [], "id": []}
+    for task, names in ids.items():
+        shard = f"egobench-{task}-000000"
+        (root / f"{shard}_stats.json").write_text(
+            json.dumps({"shard": f"{shard}.tar", "split": task, "n_samples": len(names)})
+        )
+        for name in names:
+            for col, value in (("key", name), ("shard", f"{shard}.tar"), ("task", task), ("id", name)):
+                rows[col].append(value)
+    pq.write_table(pa.table(rows), root / "manifest.parquet")
+    tasks = {
+        t: {"shards": 1, "samples": len(n), "bytes": (root / f"egobench-{t}-000000.tar").stat().st_size}
+        for t, n in ids.items()
+    }
+    (root / "stats.json").write_text(json.dumps({"samples": sum(len(n) for n in ids.values()), "tasks": tasks}))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -387,6 +411,10 @@ def test_reads_the_egobench_build(request, tmp_path):
     res = evaluate(EvalConfig(bench=str(out), out=str(tmp_path), max_items=2, similarity=False, device="cpu"))
     assert sorted(res["tasks"]) == tasks
     assert res["sentence_set_error"] == "" and res["shard_errors"] == []
+    # what the build says it wrote is read whole: no warning, nothing lost, every task's count known
+    assert res["bench_warnings"] == [] and res["items"]["lost"] == 0 and res["items"]["expected_unknown"] == []
+    for task, t in res["tasks"].items():
+        assert t["n_expected"] == min(2, stats["tasks"][task]["samples"]) == t["n_items"], task
     for task, t in res["tasks"].items():
         assert 1 <= t["n_items"] <= 2, task
         assert t["n_errors"] < t["n_items"], (task, t["errors"])  # the build's items are well-formed

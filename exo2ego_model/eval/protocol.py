@@ -44,7 +44,6 @@ REPORTED = {"egoplan": "ranking"}
 DEFAULT_REPORTED = "generation"
 
 
-
 # An exception inside the model on one item: recorded like bad input, but retried by a rerun (not "done"), and
 # MAX_INTERNAL_IN_A_ROW of them in a row stop the run (a broken setup, e.g. out of memory on every item).
 INTERNAL = "internal error"
@@ -66,16 +65,31 @@ class EvalConfig:
     similarity: bool = True  # QAEgo4D open: sentence similarity (loads all-MiniLM-L6-v2 from its wheel)
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
-
+    overwrite: bool = False  # replace the outputs in `out` (predictions of another model or other settings)
 
 
 # ------------------------------------------------------------------------------------------------ model
 
 
 def resolve_device(device: str) -> torch.device:
+    """auto (cuda if available), cpu, cuda, cuda:N, mps; ValueError (one line) for a device this machine lacks."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"--device {device}: {e}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(
+                f"--device {device}: torch sees no CUDA device on this machine (use --device cpu)"
+            )
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"--device {device}: this machine has {n} CUDA device(s), cuda:0..cuda:{n - 1}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available on this machine (use --device cpu)")
+    return dev
 
 
 def load_model(ckpt: str | None, device: torch.device, seed: int = 0):
@@ -299,6 +313,3 @@ class Runner:
             answer_index=answer,
             types=types,
         )
-
-
-

@@ -212,6 +212,39 @@ def compute_scores(
     return out
 
 
+LOST_IDS_SHOWN = 50  # ids of lost items listed per shard in scores.json (all are counted)
+
+
+def add_accounting(task_scores: dict, expected: dict[str, int | None], lost: Sequence[dict]) -> dict:
+    """Per task: items the build wrote (n_expected, capped by --max-items; None when unknown), scored (ran
+    through the model), not scored by reason: bad input / model errors (n_errors) and items lost with an
+    unreadable shard (n_lost; `lost` lists them per shard: {shard, n, reason, ids}). Returns the totals."""
+    totals = {"expected": 0, "scored": 0, "errors": 0, "lost": 0, "expected_unknown": []}
+    for task, t in task_scores.items():
+        mine = [d for d in lost if d["task"] == task]
+        n_lost = sum(d["n"] for d in mine)
+        reasons = dict(t["errors"])
+        for d in mine:
+            where = f"lost: {d['shard']}: " if d["shard"] else "lost: "
+            reasons[where + d["reason"]] = reasons.get(where + d["reason"], 0) + d["n"]
+        t.update(
+            n_expected=expected.get(task),
+            n_scored=t["n_items"] - t["n_errors"],
+            n_lost=n_lost,
+            n_not_scored=t["n_errors"] + n_lost,
+            not_scored=reasons,
+            lost=[{k: v for k, v in d.items() if k != "task"} for d in mine],
+        )
+        if t["n_expected"] is None:
+            totals["expected_unknown"].append(task)
+        else:
+            totals["expected"] += t["n_expected"]
+        totals["scored"] += t["n_scored"]
+        totals["errors"] += t["n_errors"]
+        totals["lost"] += n_lost
+    return totals
+
+
 def _get(d: dict, key: str):
     for part in key.split("."):
         if not isinstance(d, dict) or part not in d:
@@ -269,6 +302,7 @@ def render_table(scores: dict) -> str:
             f"| {_pct(ours) if t else 'not run'} | {protocol} | {_n(t, row.score_key)} "
             f"| {t['n_errors'] if t else ''} | {note} |"
         )
+    lines += _items_table(scores)
     lines += ["", "Candidates scored per second (ranking, classes, sentences, clips):", ""]
     for task, t in tasks.items():
         cps = t.get("candidates_per_s")
@@ -277,3 +311,29 @@ def render_table(scores: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _items_table(scores: dict) -> list[str]:
+    """Items per task: expected (the build's count), scored, not scored and why."""
+    items = scores.get("items")
+    if not items:
+        return []
+    lines = [
+        "",
+        "Items per task: expected (the build's stats, capped by --max-items), scored, not scored and why.",
+        "",
+    ]
+    if items["lost"]:
+        lines += [
+            f"**{items['lost']} item(s) LOST: unreadable benchmark files (scores.json `lost` names them); the "
+            "scores are over the items that were read.**",
+            "",
+        ]
+    for w in scores.get("bench_warnings", []):
+        lines += [f"Warning: {w}", ""]
+    lines += ["| task | expected | scored | not scored | why not scored |", "|---|---|---|---|---|"]
+    for task, t in scores["tasks"].items():
+        why = "; ".join(f"{reason} ({n})" for reason, n in t.get("not_scored", {}).items())
+        expected = "?" if t.get("n_expected") is None else t["n_expected"]
+        lines.append(
+            f"| {task} | {expected} | {t.get('n_scored', '')} | {t.get('n_not_scored', '')} | {why} |"
+        )
+    return lines
