@@ -20,7 +20,9 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.core.clips import read_frames, sample_frame_indices
+from pipeline.core.composites import AssignShards, ReadSources
 from pipeline.core.framecode import decode_frame
+from pipeline.core.planning import ShardSizing
 from pipeline.core.shards import MAX_TAR_NAME, read_tar_samples
 from pipeline.egobench import composites as C
 from pipeline.egobench import transforms as T
@@ -38,11 +40,11 @@ from pipeline.egobench.plan import (
 )
 from pipeline.egobench.records import TASKS, BenchItem, VideoRef
 from pipeline.egobench.records_json import item_json, validate_item_json
-from pipeline.egobench.sample_release import ANNOTATIONS, ROWS, media_specs
 from pipeline.egobench.samples import validate_sample_json
 from pipeline.egobench.sources import READERS
 from pipeline.egobench.writer import OutputFormat, build_shard, cut_source
 from tests.conftest import SHARED_REAL, build_egobench, needs_real
+from tools.samples.egobench import ANNOTATIONS, ROWS, media_specs
 
 # The designed outcome per task: (items in shards, {failure reason: count}) -- README of sample_rows.
 EXPECTED = {
@@ -406,7 +408,7 @@ def test_read_benchmarks_gives_one_element_per_clip_and_row_failures(egobench_sa
     cfg = _config(egobench_sample)
     specs = [b for b in cfg.benchmarks if b.name in ("egomcq", "vlnqa")]
     with BeamTestPipeline() as p:
-        out = p | C.ReadBenchmarks(specs)
+        out = p | ReadSources(specs, T.ReadBenchmarkFn(), main="clips")
         per = out["clips"] | beam.Map(lambda kv: kv[0][0]) | "CountClips" >> beam.combiners.Count.PerElement()
         assert_that(per, equal_to([("egomcq", 7 * 5), ("vlnqa", 9)]), label="clips")  # EgoMCQ: 5 per item
         reasons = out["failures"] | beam.Map(lambda f: (f.benchmark, f.scope, f.reason, f.record))
@@ -519,10 +521,10 @@ def test_assign_shards_groups_items_by_source_and_stages_multi_clip_tasks():
         _planned("z", "m5", "m6", "m7", "m8", "m9"),
     ]
     duplicate = PlannedItem("other", single[3].item, "d", single[3].clips)
-    assign = T.AssignShardsFn(2, 10**12, 3000, 16, False, {"kind": "mp4"})
+    assign = T.AssignShardsFn(ShardSizing(2, 10**12, 3000, 16, False), {"kind": "mp4"})
     elements = [("egoschema", i) for i in [*single, duplicate]] + [("egomcq", i) for i in multi]
     with BeamTestPipeline() as p:
-        out = p | beam.Create(elements) | C.AssignShards(assign)
+        out = p | beam.Create(elements) | AssignShards(assign, T.by_task, failures=True)
         summary = out["plans"] | beam.Map(
             lambda s: (
                 s.name,
@@ -627,7 +629,7 @@ def test_plan_units():
 
 
 def test_bad_command_lines_are_clear_errors(egobench_sample, tmp_path, capsys):
-    from pipeline.egobench.cli import main
+    from pipeline.egobench.builder import main
 
     config = str(egobench_sample / "egobench.yaml")
     bad = tmp_path / "bad.yaml"

@@ -22,15 +22,14 @@ from exo2ego_model.config import ConfigError, DataConfig
 from exo2ego_model.data import IGNORE_INDEX, SampleError, make_loader
 from exo2ego_model.samples import count_samples
 from exo2ego_model.tiny import tiny_tokenizer
-from pipeline.core.clips import VideoInfo, read_frames, sample_frame_indices
+from pipeline.core.clips import read_frames, sample_frame_indices
 from pipeline.core.framecode import decode_frame
 from pipeline.core.shards import read_tar_samples
 from pipeline.egoclip import composites as C
+from pipeline.egoclip import main
 from pipeline.egoclip import plan as P
 from pipeline.egoclip import rows as R
-from pipeline.egoclip import sample_release as SR
-from pipeline.egoclip import transforms as T
-from pipeline.egoclip.cli import main
+from tools.samples import egoclip as SR
 
 JSON_TYPES = {
     "key": str, "split": str, "video_uid": str, "video": str, "video_dur": float, "narration_source": str,
@@ -264,29 +263,6 @@ def test_plan_videos_composite(sample):
         ]), label="failures")  # fmt: skip
 
 
-def test_assign_shards_composite_keeps_a_video_in_one_shard():
-    info = VideoInfo(900, 30.0, "30/1", 64, 64, "h264")
-
-    def video(name: str, n: int) -> P.VideoPlan:
-        rows = [R.ClipRow(k, f"{name}-p1-{k:06d}", name, 30.0, "narration_pass_1", k, k + 0.5, k, k + 1.0,
-                          "#C C x", "Camera-wearer x", (), ()) for k in range(n)]  # fmt: skip
-        return P.VideoPlan(name, f"{name}.mp4", f"/r/{name}.mp4", "train", info,
-                           tuple(P.PlannedClip(r, 30 * r.narration_ind, 30 * r.narration_ind + 30) for r in rows))  # fmt: skip
-
-    assign = T.AssignShardsFn(5, 10**12, 3000, 16, False, {"kind": "mp4"})
-    with BeamTestPipeline() as p:
-        plans = p | beam.Create([video("a", 3), video("b", 2), video("c", 6), video("d", 1)]) | C.AssignShards(assign)
-        summary = plans | beam.Map(lambda s: (s.name, sorted(v.video_uid for v in s.videos),
-                                              sum(len(v.clips) for v in s.videos)))  # fmt: skip
-
-        def check(got):
-            assert sorted(u for _, us, _ in got for u in us) == ["a", "b", "c", "d"]  # each video once
-            assert all(n <= 5 or len(us) == 1 for _, us, n in got)  # c (6 clips) alone, never split
-            assert sorted(name for name, _, _ in got) == [f"egoclip-train-{i:06d}" for i in range(len(got))]
-
-        assert_that(summary, check)
-
-
 # ------------------------------------------------------------------------------------------ command line
 
 
@@ -294,17 +270,21 @@ def test_bad_command_lines_are_clear_errors(sample, tmp_path, capsys):
     (tmp_path / "wrong.csv").write_text("video_uid,clip_start,clip_end\nx,1,2\n")
     csv, root = str(sample / SR.CSV_NAME), str(sample / SR.VIDEO_ROOT)
     for argv, message in [
-        (["--csv", str(tmp_path / "nope.csv"), "--ego4d-root", root], "file not found"),
+        (["--csv", str(tmp_path / "nope.csv"), "--ego4d-root", root], "nope.csv: not found"),
         (["--csv", str(tmp_path / "wrong.csv"), "--ego4d-root", root], "missing columns"),
-        (["--csv", csv, "--ego4d-root", str(tmp_path / "nope")], "not a folder"),
+        (["--csv", csv, "--ego4d-root", str(tmp_path / "nope")], "nope: not found"),
+        (["--csv", csv, "--ego4d-root", csv], "not a folder"),
         (["--csv", csv, "--ego4d-root", root, "--val-fraction", "1.5"], "val_fraction=1.5"),
         (["--csv", csv, "--ego4d-root", root, "--frames", "4", "--size", "63"], "size"),
         (["--csv", csv, "--ego4d-root", root, "--runner", "dataflow"], "--csv="),
         (["--csv", csv], "--ego4d-root"),
     ]:
-        with pytest.raises(SystemExit) as exit_:
-            main([*argv, "--out", str(tmp_path / "out")])
-        assert exit_.value.code == 2 and message in capsys.readouterr().err, argv
+        try:
+            status = main([*argv, "--out", str(tmp_path / "out")])
+        except SystemExit as exit_:  # refused while parsing the command line
+            status = exit_.code
+        err = capsys.readouterr().err
+        assert status == 2 and message in err and err.count("\n") == 1 and err.startswith("error: "), (argv, err)
     assert not (tmp_path / "out").exists()
 
 

@@ -204,7 +204,7 @@ def test_rebuild_is_byte_identical_and_resumes(egoit_sample, egoit_build, tmp_pa
 
 
 def test_bad_command_lines_are_clear_errors(egoit_sample, tmp_path, capsys):
-    from pipeline.egoit.cli import main
+    from pipeline.egoit import main
 
     for argv, message in [
         (["--out", str(tmp_path)], "give --config or --roots"),

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.core.clips import ClipFormat
+from pipeline.core.composites import AssignGroupsFn, AssignShards, ReadSources
+from pipeline.core.planning import ShardSizing
 from pipeline.egoit import composites as C
 from pipeline.egoit import transforms as T
 from pipeline.egoit.build import config_from_mapping, load_config_file
 from pipeline.egoit.mix import MixRule, item_rank
-from pipeline.egoit.plan import PlannedItem, SourceVideo, VideoPlan
+from pipeline.egoit.plan import PlannedItem, SourceVideo, VideoPlan, shard_plan
 from pipeline.egoit.records import EgoITItem, Turn, VideoRef
 
 
@@ -29,7 +33,7 @@ def _item(ident: str, source: str = "openeqa", task: str = "open_qa", video: str
 def test_read_sources_gives_records_and_row_failures(egoit_sample):
     cfg = _config(egoit_sample)
     with BeamTestPipeline() as p:
-        out = p | C.ReadSources(cfg.sources)
+        out = p | ReadSources(cfg.sources, T.ReadSourceFn())
         per_source = out["records"] | beam.Map(lambda r: r.source) | "CountRecords" >> beam.combiners.Count.PerElement()
         assert_that(per_source, equal_to([("egtea", 17), ("ssv2", 9), ("egotimeqa", 10), ("openeqa", 8),
                                           ("egoexolearn", 10)]), label="records")  # fmt: skip
@@ -41,7 +45,7 @@ def test_read_sources_gives_records_and_row_failures(egoit_sample):
 def test_convert_items_makes_open_and_multiple_choice_items(egoit_sample):
     cfg = _config(egoit_sample)
     with BeamTestPipeline() as p:
-        records = p | C.ReadSources([s for s in cfg.sources if s.name == "egotimeqa"])
+        records = p | ReadSources([s for s in cfg.sources if s.name == "egotimeqa"], T.ReadSourceFn())
         items = records["records"] | C.ConvertItems(None, 0.0, 0)
         tasks = items["items"] | beam.Map(lambda kv: kv[1].task) | beam.combiners.Count.PerElement()
         # 10 rows, 9 of them with wrong answers: 10 open items + 9 multiple-choice items
@@ -109,9 +113,10 @@ def test_assign_shards_keeps_a_video_in_one_shard_and_bounds_samples():
         return VideoPlan("openeqa", f"{name}.mp4", f"/x/{name}.mp4", (), video, items)
 
     plans = [plan("a", 3), plan("b", 2), plan("c", 4), plan("d", 1)]
-    assign = T.AssignShardsFn(5, 10**12, 3000, 16, False, {"kind": ClipFormat().kind})
+    sizing = ShardSizing.of(5, 10**12, ClipFormat())
+    assign = AssignGroupsFn("egoit", sizing, functools.partial(shard_plan, {"kind": ClipFormat().kind}))
     with BeamTestPipeline() as p:
-        shards = p | beam.Create(plans) | C.AssignShards(assign)
+        shards = p | beam.Create(plans) | AssignShards(assign, T.split_videos)
         summary = shards | beam.Map(lambda s: (s.split, sorted(v.path for v in s.videos), sum(len(v.items) for v in s.videos)))
 
         def check(got):

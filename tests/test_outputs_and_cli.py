@@ -119,5 +119,9 @@ def test_cli_help_and_config_errors_name_the_field(capsys):
 
 def test_cli_refuses_a_root_that_is_not_a_release(tmp_path, capsys):
     assert main(["--root", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"error: --root {tmp_path / 'nope'}: not found\n"
+    (tmp_path / "empty").mkdir()
+    assert main(["--root", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "takes.json not found" in err and str(tmp_path / "nope") in err
+    assert "takes.json not found" in err and str(tmp_path / "empty") in err
+    assert not (tmp_path / "out").exists()

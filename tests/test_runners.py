@@ -32,8 +32,9 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.transforms import environments
 
+from pipeline.core.cli import engine_args
 from pipeline.core.runners import RUNNERS, RunnerOptionError, runner_options, stable_hash
-from pipeline.egoexoclip import BuildConfig, build_pipeline, engine_args, main, parse_args, run
+from pipeline.egoexoclip import BuildConfig, build_pipeline, main, parse_args, run
 
 REPO = Path(__file__).resolve().parent.parent
 SHARD = 20

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from pipeline.core.clips import probe_video
 from pipeline.core.shards import read_tar_samples
-from pipeline.core.writer import shard_files
+from pipeline.core.writer import shard_files, shard_is_complete
 from pipeline.egoexoclip.plan import ShardPlan, VideoMeta, fingerprint, plan_take
 from pipeline.egoexoclip.release import parse_take, parse_take_descriptions
 from pipeline.egoexoclip.windows import FrameOffsets, WindowRule, take_beta
-from pipeline.egoexoclip.writer import OutputFormat, build_shard, is_complete
+from pipeline.egoexoclip.writer import OutputFormat, build_shard
 
 TAKE = "minnesota_rockclimbing_01_2"
 
@@ -57,6 +57,6 @@ def test_view_broken_after_probing_loses_only_its_pairs(sample_root, tmp_path):
     reasons = {(f["scope"], f["reason"]) for f in stats["failures"]}
     assert ("pair", "no exo clip") in reasons and any(scope == "view" for scope, _ in reasons)
     assert stats["n_narrations"] == len(plan.narrations)  # every narration still has its other pairs
-    assert is_complete(str(out), shard)
+    assert shard_is_complete(str(out), shard.name, shard.fingerprint)
     Path(shard_files(str(out), shard.name)["tar"]).write_bytes(b"truncated")
-    assert not is_complete(str(out), shard)
+    assert not shard_is_complete(str(out), shard.name, shard.fingerprint)

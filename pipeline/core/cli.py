@@ -95,13 +95,16 @@ def local_dask_cluster(n_workers: int) -> Iterator[str]:
         cluster.close()
 
 
-def check_runner_args(ap: argparse.ArgumentParser, args: argparse.Namespace, root: str, out: str) -> None:
-    """Validate the engine's flags now (errors name the flag), before any work."""
+def check_runner_args(
+    ap: argparse.ArgumentParser, args: argparse.Namespace, inputs: list[tuple[str, str]], out: str
+) -> None:
+    """Validate the engine's flags now (errors name the flag), before any work; inputs: (what, path) of every
+    input root."""
     if args.workers is not None and args.workers < 1:
         ap.error(f"--workers={args.workers}: must be >= 1")
     try:
         if args.runner in RUNNERS:
-            check_io_paths(args.runner, root, out)
+            check_io_paths(args.runner, inputs, out)
             if not (args.runner == "dask" and not args.dask_address):
                 engine_args(args)
     except RunnerOptionError as err:

@@ -44,3 +44,21 @@ def load_config_file(path: str) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping")
     return raw
+
+
+def add_config_arguments(ap, key: str, label: str, what: str) -> None:
+    """--config FILE and --roots LABEL=PATH,... (the short form of the file's `key` mapping)."""
+    ap.add_argument("--config", help=f"YAML config: {what}, and build options")
+    ap.add_argument("--roots", help=f"{label}=PATH,... instead of (or on top of) the config's {key}")
+
+
+def config_mapping(config: str | None, roots: str | None, key: str, label: str) -> tuple[dict, Path]:
+    """The config file's mapping with --roots merged into its `key` entry, and the folder relative paths are
+    taken from (the file's, else the working directory)."""
+    raw = load_config_file(config) if config else {}
+    base = Path(config).resolve().parent if config else Path.cwd()
+    if roots:
+        raw[key] = {**(raw.get(key) or {}), **parse_roots(roots, label)}
+    if not raw.get(key):
+        raise ConfigError("give --config or --roots")
+    return raw, base

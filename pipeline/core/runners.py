@@ -198,11 +198,12 @@ def runner_options(runner: str, **kw) -> list[str]:
     return _BUILDERS[runner](**{k: v for k, v in kw.items() if v is not None})
 
 
-def check_io_paths(runner: str, root: str, out: str) -> None:
-    """Remote engines read and write through Beam's filesystems: --root and --out must be gs:// or s3://."""
+def check_io_paths(runner: str, inputs: list[tuple[str, str]], out: str) -> None:
+    """Remote engines read and write through Beam's filesystems: every input (what, path) and --out must be
+    gs:// or s3://."""
     if runner not in ("dataflow", "spark", "flink"):
         return
-    for flag, value in (("--root", root), ("--out", out)):
+    for flag, value in (*inputs, ("--out", out)):
         if not value.startswith(REMOTE_SCHEMES):
             raise RunnerOptionError(
                 f"{flag}={value!r}: --runner {runner} workers share no disk with this machine; "

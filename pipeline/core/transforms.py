@@ -1,7 +1,9 @@
 """Beam steps every builder shares: failure outputs, and writing planned shards (with resume).
 
 A builder's shard plan needs `.name`, `.split` and `.fingerprint`; its `write(plan, tmp_root, on_group)` writes
-the shard (normally through pipeline.core.writer.write_shard) and returns the shard's stats.
+the shard (normally through pipeline.core.writer.write_shard) and returns the shard's stats. `progress_of(plan)`
+gives (groups, clips) of a plan for the driver's progress bar (pipeline/core/progress.py): each plan is
+recorded once it is checked, with whether resume keeps it.
 
 Before any shard is checked or written, the dataset-level files of an earlier build (manifest, stats, errors,
 wids indexes, the builder's own: pipeline.core.finalize.top_level_files) are removed, so that a build stopped
@@ -19,6 +21,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
+from pipeline.core import progress
 from pipeline.core.finalize import remove_top_level, top_level_patterns
 from pipeline.core.workdir import current_name, worker_dir
 from pipeline.core.writer import shard_is_complete
@@ -34,13 +37,19 @@ def failure_output(namespace: str, failure) -> TaggedOutput:
 
 
 class CheckShardFn(beam.DoFn):
-    """Resume: shards whose commit marker matches the plan are skipped (tagged 'complete')."""
+    """Resume: shards whose commit marker matches the plan are skipped (tagged 'complete'). Each plan's groups
+    and clips are recorded for the driver's progress bar, when it asked for progress."""
 
-    def __init__(self, out: str, overwrite: bool, namespace: str):
+    def __init__(self, out: str, overwrite: bool, namespace: str, progress_of: Callable | None = None):
         self.out, self.overwrite, self.namespace = out, overwrite, namespace
+        self.progress_of = progress_of
 
     def process(self, plan, started=()):
-        if not self.overwrite and shard_is_complete(self.out, plan.name, plan.fingerprint):
+        complete = not self.overwrite and shard_is_complete(self.out, plan.name, plan.fingerprint)
+        if self.progress_of is not None and progress.requested():
+            groups, clips = self.progress_of(plan)
+            progress.record("plan", shard=plan.name, groups=groups, clips=clips, complete=complete)
+        if complete:
             Metrics.counter(self.namespace, "shards already complete").inc()
             yield TaggedOutput("complete", plan.name)
         else:
@@ -62,6 +71,7 @@ class WriteShardFn(beam.DoFn):
         self.started, self.n_clips = time.monotonic(), 0
 
     def _on_group(self, name: str, n_clips: int, seconds: float):
+        """After each group of a shard: the worker's log line."""
         self.clips.inc(n_clips)
         self.groups.inc()
         self.n_clips += n_clips
@@ -79,10 +89,12 @@ class WriteShardFn(beam.DoFn):
 class WriteShards(beam.PTransform):
     """Shard plans -> names of the shards written now; complete ones (same fingerprint) are skipped."""
 
-    def __init__(self, out: str, write: Callable, overwrite: bool, namespace: str, prefix: str | None = None):
+    def __init__(self, out: str, write: Callable, overwrite: bool, namespace: str, prefix: str | None = None,
+                 progress_of: Callable | None = None):  # fmt: skip
         super().__init__()
         self.out, self.write, self.overwrite, self.namespace = out, write, overwrite, namespace
         self.prefix = prefix or namespace  # the shard file prefix (every builder names both alike)
+        self.progress_of = progress_of
 
     def expand(self, shard_plans):
         out, prefix = self.out, self.prefix
@@ -93,7 +105,8 @@ class WriteShards(beam.PTransform):
             | "RemoveTopLevelFiles" >> beam.Map(lambda _: remove_top_level(out, prefix, patterns))
         )
         checked = shard_plans | "CheckShards" >> beam.ParDo(
-            CheckShardFn(self.out, self.overwrite, self.namespace), started=beam.pvalue.AsList(started)
+            CheckShardFn(self.out, self.overwrite, self.namespace, self.progress_of),
+            started=beam.pvalue.AsList(started),
         ).with_outputs("complete", main="todo")
         return (
             checked.todo

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.core import shards
+from pipeline.core import progress, shards
 from pipeline.core.clips import ClipFormat, ClipRequest, ExtractionError, VideoInfo, extract_clips
 from pipeline.core.clips.images import extract_image_clip
 from pipeline.core.localize import local_copy
@@ -205,12 +205,18 @@ def write_shard(
     decode_threads: int = 1,
     summarize: Callable[[list[dict]], dict] | None = None,
     tmp_root: str | None = None,
-    on_group: Callable[[object, int, float], None] | None = None,
+    unit: str = "group",
+    group_name: Callable[[object], str] = str,
+    samples_unit: str = "samples",
+    on_group: Callable[[str, int, float], None] | None = None,
 ) -> dict:
     """Write the shard's tar, parquet manifest and stats (last); returns the stats dict.
 
     Failure records appended by `samples_of` need `to_dict()` and `sort_key()`; they go into the stats file
-    sorted. `summarize(rows)` adds builder-specific fields to the stats."""
+    sorted. `summarize(rows)` adds builder-specific fields to the stats. After each group (written, or lost
+    with its failures reported) a progress event is recorded (pipeline.core.progress: `unit`, the group's
+    name, clips, samples) and on_group("<unit> <name> (<k> <samples_unit>)", clips cut, seconds) is called
+    (the worker's log line)."""
     files = shard_files(out, name)
     tmp_tar = f"{files['tar']}.tmp"
     failures: list = []
@@ -230,12 +236,17 @@ def write_shard(
                 clips, errors = extract_sources(
                     sources_of(group), fmt, group_dir, timeout_s=decode_timeout_s, threads=decode_threads
                 )
+                n_samples = 0
                 for sample, row in samples_of(group, clips, errors, failures):
                     writer.write(sample)
                     rows.append({**row, "shard": f"{name}.tar"})
+                    n_samples += 1
                 shutil.rmtree(group_dir, ignore_errors=True)
+                n_clips, seconds, gname = sum(len(c) for c in clips.values()), time.monotonic() - started, group_name(group)
+                progress.record("group", unit=unit, shard=name, group=gname, clips=n_clips, samples=n_samples,
+                                seconds=round(seconds, 3))  # fmt: skip
                 if on_group:
-                    on_group(group, sum(len(c) for c in clips.values()), time.monotonic() - started)
+                    on_group(f"{unit} {gname} ({n_samples} {samples_unit})", n_clips, seconds)
             writer.close()
         FileSystems.rename([tmp_tar], [files["tar"]])
         buf = io.BytesIO()

@@ -5,6 +5,6 @@ into shards, one shard set per task (egobench-<task>-NNNNNN.tar).
     sources/                      one reader per benchmark (EgoSchema, QAEgo4D, EgoTaskQA, Charades-Ego,
                                   EPIC-KITCHENS-100 MIR, EgoPlan, VLN-QA, EgoMCQ)
     plan.py, samples.py, writer.py   items -> frame ranges of each source -> samples in the core's shards
-    transforms.py, composites.py, build.py, cli.py, finalize.py   the Beam job, its CLI, stats + sentence set
-    sample_release.py             the bundled mini-benchmark (real rows where public, synthetic elsewhere)
+    transforms.py, composites.py, build.py, finalize.py   the Beam job, stats + sentence set
+    builder.py                    the dataset on the core's skeleton (pipeline/core/builder.py): options, `main`
 """

@@ -1,7 +1,7 @@
-"""python -m pipeline.egobench: the EgoBench build (pipeline/egobench/cli.py)."""
+"""python -m pipeline.egobench: the EgoBench build (pipeline/egobench/builder.py)."""
 
 import sys
 
-from pipeline.egobench.cli import main
+from pipeline.egobench.builder import main
 
 sys.exit(main())

@@ -2,8 +2,8 @@
 (egobench-<task>-NNNNNN.tar).
 
 `EgoBenchConfig` holds every option (validated when built; `config_from_mapping` reads the YAML form);
-`build_pipeline()` only wires labelled steps; `run()` builds and returns the stats. The command line is
-pipeline/egobench/cli.py.
+`build_pipeline()` only wires labelled steps. pipeline/egobench/builder.py plugs them into the core's
+skeleton (its command line and `run`).
 
 Config (YAML; relative paths are relative to the file):
 
@@ -27,23 +27,22 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import AsList
 
 from pipeline.core.clips import ClipFormat
+from pipeline.core.composites import AssignShards, Finalize, ReadSources
 from pipeline.core.config import ConfigError, load_config_file, resolve_path  # noqa: F401 (load_config_file: this package's API)
 from pipeline.core.config import parse_roots as _parse_roots
 from pipeline.core.localize import is_local
+from pipeline.core.planning import ShardSizing
 from pipeline.core.transforms import WriteShards
-from pipeline.core.writer import read_json
 from pipeline.egobench import composites as C
 from pipeline.egobench import transforms as T
 from pipeline.egobench.finalize import finalize
 from pipeline.egobench.samples import longest_member
 from pipeline.egobench.sources import READERS
-from pipeline.egobench.writer import OutputFormat, build_shard
+from pipeline.egobench.writer import OutputFormat, build_shard, progress_of
 
-# Rough encoded bytes per source frame / per JPEG, used only to bound shard sizes before any clip exists.
-BYTES_PER_FRAME = {"mp4": 3_000, "frames": 25_000}
 # reader options that name files: resolved against the config file's folder like the roots
 PATH_OPTIONS = {"classes"}
 SPEC_KEYS = {"reader", "root", "annotations", "videos", "options"}
@@ -160,21 +159,14 @@ def build_pipeline(p: beam.Pipeline, cfg: EgoBenchConfig) -> None:
     fmt = cfg.output
     roots = {b.name: b.videos for b in cfg.benchmarks}
     specs = [_Spec(b, cfg.frames_per_clip) for b in cfg.benchmarks]
-    read = p | "ReadBenchmarks" >> C.ReadBenchmarks(specs)
+    read = p | "ReadBenchmarks" >> ReadSources(specs, T.ReadBenchmarkFn(), main="clips")
     planned = read["clips"] | "PlanVideos" >> C.PlanVideos(roots, cfg.probe_timeout_s, cfg.image_fps)
     items = planned["clips"] | "AssembleItems" >> C.AssembleItems(
         longest_member(fmt.clip.kind, fmt.clip.n_frames)
     )
-    frames_mode = fmt.clip.kind == "frames"
-    assign = T.AssignShardsFn(
-        cfg.max_samples_per_shard,
-        cfg.max_shard_bytes,
-        BYTES_PER_FRAME[fmt.clip.kind],
-        fmt.clip.n_frames,
-        frames_mode,
-        cfg.content_options(),
-    )
-    shard_plans = items["items"] | "AssignShards" >> C.AssignShards(assign)
+    sizing = ShardSizing.of(cfg.max_samples_per_shard, cfg.max_shard_bytes, fmt.clip)
+    assign = T.AssignShardsFn(sizing, cfg.content_options())
+    shard_plans = items["items"] | "AssignShards" >> AssignShards(assign, T.by_task, failures=True)
     plans = shard_plans["plans"]
     staged = plans | "CutStagedSources" >> C.CutStagedSources(cfg.out, fmt, cfg.overwrite)
     to_write = (
@@ -185,7 +177,9 @@ def build_pipeline(p: beam.Pipeline, cfg: EgoBenchConfig) -> None:
         >> beam.Map(lambda s, _: s, beam.pvalue.AsList(staged)),  # staged shards wait for their clips
     ) | "PlansToWrite" >> beam.Flatten()
     write = functools.partial(build_shard, out=cfg.out, fmt=fmt)
-    written = to_write | "WriteShards" >> WriteShards(cfg.out, write, cfg.overwrite, T.NAMESPACE)
+    written = to_write | "WriteShards" >> WriteShards(
+        cfg.out, write, cfg.overwrite, T.NAMESPACE, progress_of=progress_of
+    )
     failures = (
         read["failures"],
         planned["failures"],
@@ -195,30 +189,9 @@ def build_pipeline(p: beam.Pipeline, cfg: EgoBenchConfig) -> None:
     counts = read["counts"] | "SumCounts" >> beam.CombinePerKey(sum)
     epic = [b for b in cfg.benchmarks if b.reader == "epic_mir"]
     sentence_sets = p | "EpicSpecs" >> beam.Create(epic) | "SentenceSets" >> beam.Map(T.sentence_doc)
-    _ = (
-        p
-        | "FinalizeTrigger" >> beam.Create([None])
-        | "Finalize"
-        >> beam.Map(
-            lambda _, planned, done, failures, counts, sentences: finalize(
-                cfg.out, planned, failures, counts, sentences, cfg.options()
-            ),
-            planned=beam.pvalue.AsList(plans | "ShardNames" >> beam.Map(lambda s: (s.name, s.task))),
-            done=beam.pvalue.AsList(written),  # a side input: Finalize waits for every shard write
-            failures=beam.pvalue.AsList(failures),
-            counts=beam.pvalue.AsList(counts),
-            sentences=beam.pvalue.AsList(sentence_sets),
-        )
-    )
-
-
-def run(cfg: EgoBenchConfig, beam_args: list[str] | None = None) -> dict:
-    """Build and return the dataset stats (also written to OUT/stats.json)."""
-    FileSystems.mkdirs(cfg.out) if not FileSystems.exists(cfg.out) else None
-    options = PipelineOptions(beam_args or [], save_main_session=False)
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, cfg)
-    return read_json(FileSystems.join(cfg.out, "stats.json"))
+    finish = functools.partial(finalize, cfg.out, options=cfg.options())
+    _ = p | "Finalize" >> Finalize(finish, plans, written, failures, split_of=lambda s: s.task,
+                                   counts=AsList(counts), sentence_sets=AsList(sentence_sets))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- config files
@@ -246,11 +219,6 @@ def bench_specs(raw: dict, base: Path | None = None) -> tuple[BenchSpec, ...]:
         options = {k: resolve_path(str(v), base) if k in PATH_OPTIONS else v for k, v in options.items()}
         specs.append(BenchSpec(str(name), reader=str(entry.get("reader") or ""), options=options, **paths))
     return tuple(specs)
-
-
-
-
-
 
 
 

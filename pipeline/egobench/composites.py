@@ -1,11 +1,11 @@
 """The composite transforms of the EgoBench build; each `expand()` only wires labelled steps.
 
-    ReadBenchmarks   benchmark specs -> (source key, (item, k)) per clip k of each item, row failures, counts
+    ReadBenchmarks   (pipeline.core ReadSources) specs -> (source key, (item, k)) per clip k of each item
     PlanVideos       per source video (or image sequence): probed once, clips -> frame ranges
     AssembleItems    per item: all of its clips planned -> (task, PlannedItem), else one item failure
-    AssignShards     per task: items -> decode groups -> shard plans (decided before any decoding)
+    AssignShards     (pipeline.core) per task: items -> decode groups -> shard plans (T.AssignShardsFn)
     CutStagedSources multi-clip tasks (EgoMCQ): each source of an incomplete shard decoded once, clips staged
-    WriteShards      (pipeline.core.transforms) shard plans -> shards (complete shards skipped)
+    WriteShards, Finalize   (pipeline.core) shards with resume, stats.json and the sentence sets
 
 Every composite returns a dict of PCollections including `failures` (plan.BenchFailure records).
 """
@@ -16,21 +16,6 @@ import apache_beam as beam
 
 from pipeline.core.transforms import FAILURES
 from pipeline.egobench import transforms as T
-
-
-class ReadBenchmarks(beam.PTransform):
-    def __init__(self, specs):
-        super().__init__()
-        self.specs = specs
-
-    def expand(self, p):
-        read = (
-            p
-            | "Specs" >> beam.Create(list(self.specs))
-            | "SpreadSpecs" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(T.ReadBenchmarkFn()).with_outputs(FAILURES, T.COUNTS, main="clips")
-        )
-        return {"clips": read.clips, "failures": read[FAILURES], "counts": read[T.COUNTS]}
 
 
 class PlanVideos(beam.PTransform):
@@ -67,22 +52,6 @@ class AssembleItems(beam.PTransform):
             >> beam.ParDo(T.AssembleItemFn(self.longest_member)).with_outputs(FAILURES, main="items")
         )
         return {"items": items.items, "failures": items[FAILURES]}
-
-
-class AssignShards(beam.PTransform):
-    """(task, PlannedItem) -> ShardPlans per task; the items of a decode group stay in one shard."""
-
-    def __init__(self, assign_fn: beam.DoFn):
-        super().__init__()
-        self.assign_fn = assign_fn
-
-    def expand(self, keyed_items):
-        plans = (
-            keyed_items
-            | "GroupByTask" >> beam.GroupByKey()
-            | "AssignGroups" >> beam.ParDo(self.assign_fn).with_outputs(FAILURES, main="plans")
-        )
-        return {"plans": plans.plans, "failures": plans[FAILURES]}
 
 
 class CutStagedSources(beam.PTransform):

@@ -16,10 +16,10 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from pipeline.core.records import SourceVideo
 from pipeline.core.shards import KEY_RE, MAX_TAR_NAME
 from pipeline.egobench.records import BenchItem, RecordFailure
 from pipeline.egobench.records_json import item_json
-from pipeline.egoit.plan import SourceVideo
 
 __all__ = [
     "BenchFailure",
@@ -150,11 +150,10 @@ class DecodeGroup:
     def name(self) -> str:
         return self.items[0].key
 
-    def estimated_bytes(self, bytes_per_frame: int, n_frames: int, frames_mode: bool) -> int:
-        clips = [c for p in self.items for c in p.clips]
-        if frames_mode:
-            return len(clips) * n_frames * bytes_per_frame
-        return sum((c.end_frame - c.start_frame) * bytes_per_frame for c in clips)
+    @property
+    def frame_ranges(self) -> list[tuple[int, int]]:
+        """[start, end) of every clip of the group's items (pipeline.core.planning.ShardSizing.clip_bytes)."""
+        return [(c.start_frame, c.end_frame) for p in self.items for c in p.clips]
 
 
 @dataclass(frozen=True)
@@ -248,10 +247,12 @@ def fingerprint(
     h.update(json.dumps({"format_version": FORMAT_VERSION, **content_options}, sort_keys=True).encode())
     for g in groups:
         for s in g.sources:
-            h.update(json.dumps([s.benchmark, s.path, s.location, list(s.images), asdict(s.video)]).encode())
+            # paths relative to the benchmark's video root: a download moved elsewhere keeps its shards
+            images = [i.removeprefix(s.location) for i in s.images]
+            h.update(json.dumps([s.benchmark, s.path, images, asdict(s.video)]).encode())
             if staged_windows is not None:
                 h.update(json.dumps(["staged", staged_windows[s.key]]).encode())
         for p in g.items:
-            clips = [[c.source.location, len(c.source.images), c.start_frame, c.end_frame] for c in p.clips]
+            clips = [[c.source.path, len(c.source.images), c.start_frame, c.end_frame] for c in p.clips]
             h.update(json.dumps([p.benchmark, p.key, item_json(p.item), clips], sort_keys=True).encode())
     return h.hexdigest()

@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import logging
 import time
-from fractions import Fraction
 
 import apache_beam as beam
 from apache_beam import typehints
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from pipeline.core import shards
-from pipeline.core.clips import ExtractionError, probe_video
+from pipeline.core.clips import ExtractionError
 from pipeline.core.clips._proc import MISSING_FILE
-from pipeline.core.clips.images import image_size
-from pipeline.core.localize import local_copy
+from pipeline.core.planning import ShardSizing, image_rate, probe_failure, probe_source
 from pipeline.core.transforms import failure_output
+from pipeline.core.values import join_root
 from pipeline.core.writer import default_tmp_root, shard_is_complete
 from pipeline.egobench.plan import (
     BenchFailure,
     ClipPlan,
     PlannedItem,
     ShardPlan,
-    SourceVideo,
     VideoSource,
     clip_window,
     fingerprint,
@@ -42,7 +39,6 @@ from pipeline.egobench.samples import multi_clip
 from pipeline.egobench.sources import READERS
 from pipeline.egobench.sources.epic_mir import sentence_set
 from pipeline.egobench.writer import SHARD_PREFIX, cut_source
-from pipeline.egoit.sources.common import join_root
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = "egobench"
@@ -114,19 +110,7 @@ class PlanVideoFn(_DoFn):
 
     def __init__(self, roots: dict[str, str], probe_timeout_s: float, image_fps: float):
         self.roots, self.probe_timeout_s = roots, probe_timeout_s
-        rate = Fraction(image_fps).limit_denominator(1000)
-        self.image_rate = (float(rate), f"{rate.numerator}/{rate.denominator}")
-
-    def _probe(self, location: str, images: tuple[str, ...]) -> SourceVideo:
-        if images:
-            for image in images:
-                if not FileSystems.exists(image):
-                    raise ExtractionError(image, MISSING_FILE)
-            width, height = image_size(images[0])
-            return SourceVideo(len(images), *self.image_rate, width, height, "images")
-        with local_copy(location) as local:
-            info = probe_video(local, timeout_s=self.probe_timeout_s)
-        return SourceVideo(info.n_frames, info.fps, info.fps_fraction, info.width, info.height, info.codec)
+        self.image_rate = image_rate(image_fps)
 
     def process(self, group):
         (benchmark, path, frames), clips = group
@@ -134,19 +118,10 @@ class PlanVideoFn(_DoFn):
         location = join_root(self.roots[benchmark], path)
         images = tuple(join_root(location, f) for f in frames)
         try:
-            video = self._probe(location, images)
+            video = probe_source(location, images, self.probe_timeout_s, self.image_rate, check_images=True)
         except (ExtractionError, OSError) as err:
-            reason = getattr(err, "reason", MISSING_FILE)
-            yield _fail(
-                BenchFailure(
-                    reason,
-                    "video",
-                    benchmark,
-                    video=path,
-                    file=location,
-                    detail=str(getattr(err, "detail", err))[-300:],
-                )
-            )
+            reason, detail = probe_failure(err, MISSING_FILE)
+            yield _fail(BenchFailure(reason, "video", benchmark, video=path, file=location, detail=detail))
             for item, k in clips:
                 yield (benchmark, item.task, item.item_id), (k, item, (f"video: {reason}", path))
             return
@@ -195,18 +170,8 @@ class AssignShardsFn(_DoFn):
     multi-clip tasks (EgoMCQ): one item per group, staged (writer.cut_source). An id (or key) seen twice in a
     task (two config entries of one benchmark) keeps its first item; the others fail as "duplicate id"."""
 
-    def __init__(
-        self,
-        max_samples: int,
-        max_bytes: int,
-        bytes_per_frame: int,
-        n_frames: int,
-        frames_mode: bool,
-        content_options: dict,
-    ):
-        self.max_samples, self.max_bytes = max_samples, max_bytes
-        self.bytes_per_frame, self.n_frames, self.frames_mode = bytes_per_frame, n_frames, frames_mode
-        self.content_options = content_options
+    def __init__(self, sizing: ShardSizing, content_options: dict):
+        self.sizing, self.content_options = sizing, content_options
 
     def process(self, group):
         task, planned = group
@@ -236,11 +201,11 @@ class AssignShardsFn(_DoFn):
                     owner.setdefault(c.source.key, g.name)
             windows = {k: sorted(w) for k, w in windows.items()}
         by_name = {g.name: g for g in groups}
-        units = []
+        units = []  # in the groups' own order (by item id), not pack_groups' hash order: one task, one shard set
         for g in groups:
-            size = g.estimated_bytes(self.bytes_per_frame, self.n_frames, self.frames_mode) // len(g.items)
+            size = self.sizing.clip_bytes(g.frame_ranges) // len(g.items)
             units.append((g.name, [(p.key, size) for p in g.items]))
-        for index, names in enumerate(shards.plan_shards_grouped(units, self.max_samples, self.max_bytes)):
+        for index, names in enumerate(shards.plan_shards_grouped(units, self.sizing.max_samples, self.sizing.max_bytes)):
             name = shards.shard_name(SHARD_PREFIX, task, index).removesuffix(".tar")
             members = tuple(by_name[n] for n in names)
             if not staged:
@@ -301,3 +266,8 @@ class CutSourceFn(_DoFn):
             f" ({done['error']['reason']})" if done["error"] else "",
         )
         yield task, source.path
+
+
+def by_task(item):
+    """(task, PlannedItem) as AssignShards groups it: a task's items are one shard set."""
+    yield item

@@ -268,7 +268,12 @@ def build_shard(
         decode_threads=fmt.decode_threads,
         summarize=lambda rows: {"n_items": len(rows)},
         tmp_root=tmp_root,
-        on_group=(lambda g, n, sec: on_group(f"{plan.task} {g.name} ({len(g.sources)} sources)", n, sec))
-        if on_group
-        else None,
+        unit="group",
+        group_name=lambda g: f"{plan.task} {g.name}",
+        on_group=on_group,
     )
+
+
+def progress_of(plan: ShardPlan) -> tuple[int, int]:
+    """(decode groups, items) of a shard for the progress bar."""
+    return len(plan.groups), sum(len(g.items) for g in plan.groups)

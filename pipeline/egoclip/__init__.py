@@ -4,6 +4,10 @@ data of the initialisation stage (ego encoder + connector trained on clip-text p
     rows.py                  egoclip.csv -> ClipRow | ClipFailure (every row, with its reason)
     plan.py                  videos under the Ego4D root, frame windows, shard plans and fingerprints
     samples.py, writer.py    rows -> samples (ego clip, txt, json) in the core's shards, one decode per video
-    transforms.py, composites.py, build.py, cli.py, finalize.py   the Beam job, its CLI, stats.json
-    sample_release.py        the bundled sample (SYNTHETIC rows in the documented format, generated videos)
+    transforms.py, composites.py, build.py, finalize.py   the Beam job, stats.json
+    builder.py               the dataset on the core's skeleton (pipeline/core/builder.py): options, `main`
 """
+
+from pipeline.egoclip.builder import BUILDER, main, parse_args, run
+
+__all__ = ["BUILDER", "main", "parse_args", "run"]

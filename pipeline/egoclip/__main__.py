@@ -1,7 +1,7 @@
-"""python -m pipeline.egoclip: the EgoClip build (pipeline/egoclip/cli.py)."""
+"""python -m pipeline.egoclip: the EgoClip build (pipeline/egoclip/builder.py)."""
 
 import sys
 
-from pipeline.egoclip.cli import main
+from pipeline.egoclip.builder import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """EgoClip build: EgoVLP's egoclip.csv + Ego4D full-scale videos -> (ego clip, caption) WebDataset shards.
 
-`EgoClipConfig` holds every option (validated when built); `build_pipeline()` only wires labelled steps; `run()`
-builds and returns the stats. The command line is pipeline/egoclip/cli.py.
+`EgoClipConfig` holds every option (validated when built); `build_pipeline()` only wires labelled steps.
+pipeline/egoclip/builder.py plugs them into the core's skeleton (its command line and `run`).
 """
 
 from __future__ import annotations
@@ -10,18 +10,16 @@ import functools
 from dataclasses import dataclass, field
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import AsList
 
+from pipeline.core.composites import AssignGroupsFn, AssignShards, Finalize
+from pipeline.core.planning import ShardSizing
 from pipeline.core.transforms import WriteShards
-from pipeline.core.writer import read_json
 from pipeline.egoclip import composites as C
 from pipeline.egoclip import transforms as T
 from pipeline.egoclip.finalize import finalize
-from pipeline.egoclip.writer import OutputFormat, build_shard
-
-# Rough encoded bytes per source frame / per JPEG, used only to bound shard sizes before any clip exists.
-BYTES_PER_FRAME = {"mp4": 3_000, "frames": 25_000}
+from pipeline.egoclip.plan import by_split, shard_plan
+from pipeline.egoclip.writer import SHARD_PREFIX, OutputFormat, build_shard, progress_of
 
 
 @dataclass(frozen=True)
@@ -70,32 +68,14 @@ def build_pipeline(p: beam.Pipeline, cfg: EgoClipConfig) -> None:
     planned = read["rows"] | "PlanVideos" >> C.PlanVideos(
         cfg.ego4d_root, cfg.probe_timeout_s, cfg.val_fraction, cfg.seed
     )
-    assign = T.AssignShardsFn(cfg.max_samples_per_shard, cfg.max_shard_bytes, BYTES_PER_FRAME[fmt.clip.kind],
-                              fmt.clip.n_frames, fmt.clip.kind == "frames", fmt.content_options())  # fmt: skip
-    shard_plans = planned["plans"] | "AssignShards" >> C.AssignShards(assign)
+    sizing = ShardSizing.of(cfg.max_samples_per_shard, cfg.max_shard_bytes, fmt.clip)
+    make_plan = functools.partial(shard_plan, fmt.content_options())
+    assign = AssignGroupsFn(SHARD_PREFIX, sizing, make_plan)
+    shard_plans = planned["plans"] | "AssignShards" >> AssignShards(assign, by_split)
     write = functools.partial(build_shard, out=cfg.out, fmt=fmt)
-    written = shard_plans | "WriteShards" >> WriteShards(cfg.out, write, cfg.overwrite, T.NAMESPACE)
-    failures = (read["failures"], planned["failures"]) | "AllFailures" >> beam.Flatten()
-    _ = (
-        p
-        | "FinalizeTrigger" >> beam.Create([None])
-        | "Finalize"
-        >> beam.Map(
-            lambda _, planned, done, failures, counts: finalize(
-                cfg.out, planned, failures, counts, cfg.options()
-            ),
-            planned=beam.pvalue.AsList(shard_plans | "ShardNames" >> beam.Map(lambda s: (s.name, s.split))),
-            done=beam.pvalue.AsList(written),  # a side input: Finalize waits for every shard write
-            failures=beam.pvalue.AsList(failures),
-            counts=beam.pvalue.AsList(read["counts"]),
-        )
+    written = shard_plans | "WriteShards" >> WriteShards(
+        cfg.out, write, cfg.overwrite, T.NAMESPACE, progress_of=progress_of
     )
-
-
-def run(cfg: EgoClipConfig, beam_args: list[str] | None = None) -> dict:
-    """Build and return the dataset stats (also written to OUT/stats.json)."""
-    FileSystems.mkdirs(cfg.out) if not FileSystems.exists(cfg.out) else None
-    options = PipelineOptions(beam_args or [], save_main_session=False)
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, cfg)
-    return read_json(FileSystems.join(cfg.out, "stats.json"))
+    failures = (read["failures"], planned["failures"]) | "AllFailures" >> beam.Flatten()
+    finish = functools.partial(finalize, cfg.out, options=cfg.options())
+    _ = p | "Finalize" >> Finalize(finish, shard_plans, written, failures, counts=AsList(read["counts"]))

@@ -2,8 +2,7 @@
 
     ReadClipRows   the csv path -> ClipRows, row failures, the row count
     PlanVideos     per Ego4D video: found under the root, probed once, rows -> frame ranges
-    AssignShards   per split: videos in hash order -> shard plans (decided before any decoding)
-    WriteShards    (pipeline.core.transforms) shard plans -> shards (complete shards skipped)
+    AssignShards, WriteShards, Finalize   (pipeline.core) shard plans per split, shards with resume, stats
 
 ReadClipRows and PlanVideos return dicts of PCollections including `failures` (rows.ClipFailure records).
 """
@@ -53,19 +52,3 @@ class PlanVideos(beam.PTransform):
             ).with_outputs(FAILURES, main="plans")
         )
         return {"plans": planned.plans, "failures": planned[FAILURES]}
-
-
-class AssignShards(beam.PTransform):
-    """VideoPlans -> ShardPlans per split; a video's clips stay in one shard."""
-
-    def __init__(self, assign_fn: beam.DoFn):
-        super().__init__()
-        self.assign_fn = assign_fn
-
-    def expand(self, plans):
-        return (
-            plans
-            | "BySplit" >> beam.Map(lambda v: (v.split, v))
-            | "GroupBySplit" >> beam.GroupByKey()
-            | "AssignVideos" >> beam.ParDo(self.assign_fn)
-        )

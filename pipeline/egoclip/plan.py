@@ -78,10 +78,18 @@ class VideoPlan:
         """Videos are packed in hash order: each shard holds a spread of videos, not a run of one recorder's."""
         return hashlib.sha256(self.video_uid.encode()).hexdigest()
 
-    def estimated_bytes(self, bytes_per_frame: int, n_frames: int, frames_mode: bool) -> int:
-        if frames_mode:
-            return len(self.clips) * n_frames * bytes_per_frame
-        return sum((c.end_frame - c.start_frame) * bytes_per_frame for c in self.clips)
+    # a group of the core's shard packing (pipeline.core.planning.pack_groups)
+    @property
+    def group_key(self) -> str:
+        return self.video_uid
+
+    @property
+    def sample_keys(self) -> list[str]:
+        return [c.row.key for c in self.clips]
+
+    @property
+    def frame_ranges(self) -> list[tuple[int, int]]:
+        return [(c.start_frame, c.end_frame) for c in self.clips]
 
 
 def plan_video(
@@ -114,6 +122,14 @@ class ShardPlan:
     index: int
     videos: tuple[VideoPlan, ...]
     fingerprint: str
+
+
+def shard_plan(content_options: dict, name: str, split: str, index: int, videos: tuple[VideoPlan, ...]) -> ShardPlan:
+    return ShardPlan(name, split, index, videos, fingerprint(content_options, videos))
+
+
+def by_split(video: VideoPlan):
+    yield video.split, video
 
 
 def fingerprint(content_options: dict, videos: Sequence[VideoPlan]) -> str:

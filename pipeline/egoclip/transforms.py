@@ -14,21 +14,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from pipeline.core import shards
 from pipeline.core.clips import ExtractionError, probe_video
 from pipeline.core.localize import local_copy
 from pipeline.core.transforms import failure_output
-from pipeline.egoclip.plan import (
-    LAYOUTS,
-    MISSING_VIDEO,
-    ShardPlan,
-    fingerprint,
-    locate_video,
-    plan_video,
-    split_of,
-)
+from pipeline.egoclip.plan import LAYOUTS, MISSING_VIDEO, locate_video, plan_video, split_of
 from pipeline.egoclip.rows import ClipFailure, ClipRow, read_rows
-from pipeline.egoclip.writer import SHARD_PREFIX
 
 NAMESPACE = "egoclip"
 COUNTS = "counts"  # (name, n): csv rows read, for stats.json
@@ -107,26 +97,3 @@ class PlanVideoFn(beam.DoFn):
             yield _fail(f)
         if plan is not None:
             yield plan
-
-
-class AssignShardsFn(beam.DoFn):
-    """(split, video plans) -> ShardPlans: videos in hash order, bounded by samples and estimated bytes; a
-    video's clips never span two shards (it is decoded once)."""
-
-    def __init__(self, max_samples: int, max_bytes: int, bytes_per_frame: int, n_frames: int, frames_mode: bool,
-                 content_options: dict):  # fmt: skip
-        self.max_samples, self.max_bytes = max_samples, max_bytes
-        self.bytes_per_frame, self.n_frames, self.frames_mode = bytes_per_frame, n_frames, frames_mode
-        self.content_options = content_options
-
-    def process(self, group):
-        split, videos = group
-        by_uid = {v.video_uid: v for v in sorted(videos, key=lambda v: (v.order_key, v.video_uid))}
-        units = []
-        for uid, v in by_uid.items():
-            size = v.estimated_bytes(self.bytes_per_frame, self.n_frames, self.frames_mode) // len(v.clips)
-            units.append((uid, [(c.row.key, size) for c in v.clips]))
-        for index, uids in enumerate(shards.plan_shards_grouped(units, self.max_samples, self.max_bytes)):
-            name = shards.shard_name(SHARD_PREFIX, split, index).removesuffix(".tar")
-            members = [by_uid[u] for u in uids]
-            yield ShardPlan(name, split, index, tuple(members), fingerprint(self.content_options, members))

@@ -84,5 +84,12 @@ def build_shard(
         decode_threads=fmt.decode_threads,
         summarize=lambda rows: {"n_videos": len({r["video_uid"] for r in rows})},
         tmp_root=tmp_root,
-        on_group=(lambda v, n, sec: on_group(v.video_uid, n, sec)) if on_group else None,
+        unit="video",
+        group_name=lambda v: v.video_uid,
+        on_group=on_group,
     )
+
+
+def progress_of(plan: ShardPlan) -> tuple[int, int]:
+    """(videos, clips) of a shard for the progress bar."""
+    return len(plan.videos), sum(len(v.clips) for v in plan.videos)

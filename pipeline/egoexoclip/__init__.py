@@ -3,12 +3,15 @@
     release.py, windows.py   reading the release; the EgoClip window rule and per-camera frame offsets
     plan.py                  the build plan (windows -> frame ranges per view -> samples), failures
     samples.py, writer.py    the sample format; a take as one group of the core's shard writer
-    transforms.py, composites.py, build.py, cli.py   the Beam job and its command line
+    transforms.py, composites.py, build.py   the Beam job and the checks of its inputs
+    builder.py               the dataset on the core's skeleton (pipeline/core/builder.py): options, `main`
     finalize.py              stats.json on top of the core's dataset files
-    sample_release.py, bench.py   the bundled sample release; `make bench`
+
+The bundled sample release, the bench and the report live apart, in tools/ (samples/egoexoclip.py, bench/,
+report.py).
 """
 
-from pipeline.egoexoclip.build import BuildConfig, build_pipeline, run
-from pipeline.egoexoclip.cli import engine_args, main, parse_args
+from pipeline.egoexoclip.build import BuildConfig, build_pipeline
+from pipeline.egoexoclip.builder import BUILDER, main, parse_args, run
 
-__all__ = ["BuildConfig", "build_pipeline", "engine_args", "main", "parse_args", "run"]
+__all__ = ["BUILDER", "BuildConfig", "build_pipeline", "main", "parse_args", "run"]

@@ -1,7 +1,7 @@
-"""python -m pipeline.egoexoclip: the Ego-ExoClip build (pipeline/egoexoclip/cli.py)."""
+"""python -m pipeline.egoexoclip: the Ego-ExoClip build (pipeline/egoexoclip/builder.py)."""
 
 import sys
 
-from pipeline.egoexoclip.cli import main
+from pipeline.egoexoclip.builder import main
 
 sys.exit(main())

@@ -4,12 +4,12 @@ views is decoded once, every clip cut from that pass, and the narrations' sample
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.core import progress
 from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo, check_decode_settings
-from pipeline.core.writer import SourceClips, payload_bytes, shard_is_complete, write_shard
+from pipeline.core.writer import SourceClips, payload_bytes, write_shard
 from pipeline.egoexoclip import samples as S
 from pipeline.egoexoclip.plan import Failure, NarrationPlan, ShardPlan, TakePlan, ViewClip
 
@@ -95,7 +95,7 @@ def _row(key: str, meta: dict, exo: ViewClip | None, ego_bytes: int, exo_bytes: 
     }
 
 
-def _take_samples(take: TakePlan, clips: dict, errors: dict, failures: list, fmt: OutputFormat):
+def _take_samples(take: TakePlan, clips: dict, errors: dict, failures: list, *, fmt: OutputFormat):
     """(sample, manifest row) for every planned sample whose clips exist; a failure record for every other."""
     t = take.take
     paths = {v.cam_id: v.path for v in t.views}
@@ -163,33 +163,8 @@ def build_shard(
     tmp_root: str | None = None,
     on_group: Callable[[str, int, float], None] | None = None,
 ) -> dict:
-    """Write the shard's tar, parquet manifest and stats (last). Returns the stats dict.
-    After each take (written, or lost with its failures reported), on_group("take <name> (<k> pairs)", clips
-    cut, seconds) is called (the worker's log line) and a progress event is recorded (pipeline.core.progress)."""
-    samples: dict[str, int] = {}
-    unit = "moments" if fmt.layout == "moments" else "pairs"
-
-    def counted(take: TakePlan, clips, errors, failures):
-        samples[take.take.take_name] = 0
-        for item in _take_samples(take, clips, errors, failures, fmt):
-            samples[take.take.take_name] += 1
-            yield item
-
-    def done(take: TakePlan, n_clips: int, seconds: float) -> None:
-        name = take.take.take_name
-        k = samples.get(name, 0)
-        progress.record(
-            "group",
-            unit="take",
-            shard=plan.name,
-            group=name,
-            clips=n_clips,
-            samples=k,
-            seconds=round(seconds, 3),
-        )
-        if on_group:
-            on_group(f"take {name} ({k} {unit})", n_clips, seconds)
-
+    """Write the shard's tar, parquet manifest and stats (last). Returns the stats dict. A take is one group
+    of the core's writer: its progress event and log line ("take <name> (<k> pairs)") come from there."""
     return write_shard(
         out,
         plan.name,
@@ -197,32 +172,20 @@ def build_shard(
         plan.fingerprint,
         plan.takes,
         sources_of=take_sources,
-        samples_of=counted,
+        samples_of=functools.partial(_take_samples, fmt=fmt),
         manifest=S.manifest_table,
         fmt=fmt.clip,
         decode_timeout_s=fmt.decode_timeout_s,
         decode_threads=fmt.decode_threads,
         summarize=_narration_count,
         tmp_root=tmp_root,
-        on_group=done,
+        unit="take",
+        group_name=lambda take: take.take.take_name,
+        samples_unit="moments" if fmt.layout == "moments" else "pairs",
+        on_group=on_group,
     )
 
 
-def planned_clips(plan: ShardPlan) -> int:
-    """Clips the shard's takes need: an ego clip per narration plus one per exo view."""
-    return sum(1 + len(n.exos) for t in plan.takes for n in t.narrations)
-
-
-def record_plan(plan: ShardPlan, out: str, overwrite: bool) -> list:
-    """Progress: the shard's takes and clips, and whether resume will keep it (its marker matches), recorded
-    for the driver's bar when it asked for progress. Emits nothing."""
-    if progress.requested():
-        complete = not overwrite and is_complete(out, plan)
-        progress.record(
-            "plan", shard=plan.name, groups=len(plan.takes), clips=planned_clips(plan), complete=complete
-        )
-    return []
-
-
-def is_complete(out: str, plan: ShardPlan) -> bool:
-    return shard_is_complete(out, plan.name, plan.fingerprint)
+def progress_of(plan: ShardPlan) -> tuple[int, int]:
+    """(takes, clips) of a shard for the progress bar: an ego clip per narration plus one per exo view."""
+    return len(plan.takes), sum(1 + len(n.exos) for t in plan.takes for n in t.narrations)

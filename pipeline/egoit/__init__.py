@@ -5,6 +5,10 @@
     firstperson.py, convert.py, templates.yaml   first-person text, 10 templates per source, conversations
     dedup.py, mix.py         near-duplicate removal (sentence embeddings), per-source ratios and caps
     plan.py, samples.py, writer.py   items -> clips of each source video -> samples in the core's shards
-    transforms.py, composites.py, build.py, cli.py, finalize.py   the Beam job, its CLI, stats + egoit.json
-    sample_release.py        the bundled mini-release (real annotation rows, generated videos)
+    transforms.py, composites.py, build.py, finalize.py   the Beam job, stats + egoit.json
+    builder.py               the dataset on the core's skeleton (pipeline/core/builder.py): options, `main`
 """
+
+from pipeline.egoit.builder import BUILDER, main, parse_args, run
+
+__all__ = ["BUILDER", "main", "parse_args", "run"]

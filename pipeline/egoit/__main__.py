@@ -1,7 +1,7 @@
-"""python -m pipeline.egoit: the EgoIT build (pipeline/egoit/cli.py)."""
+"""python -m pipeline.egoit: the EgoIT build (pipeline/egoit/builder.py)."""
 
 import sys
 
-from pipeline.egoit.cli import main
+from pipeline.egoit.builder import main
 
 sys.exit(main())

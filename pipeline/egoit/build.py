@@ -1,8 +1,8 @@
 """EgoIT build: five datasets -> first-person instruction samples as WebDataset shards + VideoLLaMA2 JSON.
 
-`EgoITConfig` holds every option (validated when built; `load_config` reads the YAML form, README "EgoIT");
-`build_pipeline()` only wires labelled steps; `run()` builds and returns the stats. The command line is
-pipeline/egoit/cli.py.
+`EgoITConfig` holds every option (validated when built; `config_from_mapping` reads the YAML form, docs/egoit.md);
+`build_pipeline()` only wires labelled steps. pipeline/egoit/builder.py plugs them into the core's skeleton
+(its command line and `run`).
 """
 
 from __future__ import annotations
@@ -14,24 +14,24 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import AsList
 
 from pipeline.core.clips import ClipFormat
+from pipeline.core.composites import AssignGroupsFn, AssignShards, Finalize, ReadSources
 from pipeline.core.config import ConfigError, load_config_file, resolve_path  # noqa: F401 (load_config_file: this package's API)
 from pipeline.core.config import parse_roots as _parse_roots
 from pipeline.core.localize import is_local
+from pipeline.core.planning import ShardSizing
 from pipeline.core.transforms import WriteShards
-from pipeline.core.writer import read_json
 from pipeline.egoit import composites as C
 from pipeline.egoit import transforms as T
 from pipeline.egoit.dedup import DEFAULT_THRESHOLD
 from pipeline.egoit.finalize import finalize
 from pipeline.egoit.mix import MixRule
+from pipeline.egoit.plan import shard_plan
 from pipeline.egoit.records import SOURCES
-from pipeline.egoit.writer import OutputFormat, build_shard
+from pipeline.egoit.writer import SHARD_PREFIX, OutputFormat, build_shard, progress_of
 
-# Rough encoded bytes per source frame / per JPEG, used only to bound shard sizes before any clip exists.
-BYTES_PER_FRAME = {"mp4": 3_000, "frames": 25_000}
 READER_OPTIONS = {
     "egtea": {"split"},
     "ssv2": {"splits"},
@@ -129,19 +129,20 @@ def build_pipeline(p: beam.Pipeline, cfg: EgoITConfig) -> None:
     fmt = cfg.output
     rules = {s.name: s.mix for s in cfg.sources}
     roots = {s.name: s.videos for s in cfg.sources}
-    read = p | "ReadSources" >> C.ReadSources(cfg.sources)
+    read = p | "ReadSources" >> ReadSources(cfg.sources, T.ReadSourceFn())
     converted = read["records"] | "ConvertItems" >> C.ConvertItems(cfg.templates, cfg.val_fraction, cfg.seed)
     deduped = converted["items"] | "RemoveNearDuplicates" >> C.RemoveNearDuplicates(
         cfg.dedup_threshold, cfg.dedup_model, cfg.dedup_model_sha256
     )
     mixed = deduped["items"] | "MixSources" >> C.MixSources(rules, cfg.seed)
     planned = mixed["items"] | "PlanVideos" >> C.PlanVideos(roots, cfg.probe_timeout_s, cfg.image_fps)
-    frames_mode = fmt.clip.kind == "frames"
-    assign = T.AssignShardsFn(cfg.max_samples_per_shard, cfg.max_shard_bytes, BYTES_PER_FRAME[fmt.clip.kind],
-                              fmt.clip.n_frames, frames_mode, cfg.content_options())  # fmt: skip
-    shard_plans = planned["plans"] | "AssignShards" >> C.AssignShards(assign)
+    sizing = ShardSizing.of(cfg.max_samples_per_shard, cfg.max_shard_bytes, fmt.clip)
+    assign = AssignGroupsFn(SHARD_PREFIX, sizing, functools.partial(shard_plan, cfg.content_options()))
+    shard_plans = planned["plans"] | "AssignShards" >> AssignShards(assign, T.split_videos)
     write = functools.partial(build_shard, out=cfg.out, fmt=fmt)
-    written = shard_plans | "WriteShards" >> WriteShards(cfg.out, write, cfg.overwrite, T.NAMESPACE)
+    written = shard_plans | "WriteShards" >> WriteShards(
+        cfg.out, write, cfg.overwrite, T.NAMESPACE, progress_of=progress_of
+    )
     failures = (
         read["failures"], converted["failures"], deduped["failures"], mixed["failures"], planned["failures"]
     ) | "AllFailures" >> beam.Flatten()  # fmt: skip
@@ -150,29 +151,8 @@ def build_pipeline(p: beam.Pipeline, cfg: EgoITConfig) -> None:
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombinePerKey(sum)
     )
-    _ = (
-        p
-        | "FinalizeTrigger" >> beam.Create([None])
-        | "Finalize"
-        >> beam.Map(
-            lambda _, planned, done, failures, counts: finalize(
-                cfg.out, planned, failures, counts, cfg.options(), fmt.clip_files
-            ),
-            planned=beam.pvalue.AsList(shard_plans | "ShardNames" >> beam.Map(lambda s: (s.name, s.split))),
-            done=beam.pvalue.AsList(written),  # a side input: Finalize waits for every shard write
-            failures=beam.pvalue.AsList(failures),
-            counts=beam.pvalue.AsList(counts),
-        )
-    )
-
-
-def run(cfg: EgoITConfig, beam_args: list[str] | None = None) -> dict:
-    """Build and return the dataset stats (also written to OUT/stats.json)."""
-    FileSystems.mkdirs(cfg.out) if not FileSystems.exists(cfg.out) else None
-    options = PipelineOptions(beam_args or [], save_main_session=False)
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, cfg)
-    return read_json(FileSystems.join(cfg.out, "stats.json"))
+    finish = functools.partial(finalize, cfg.out, options=cfg.options(), write_training_json=fmt.clip_files)
+    _ = p | "Finalize" >> Finalize(finish, shard_plans, written, failures, counts=AsList(counts))
 
 
 # ------------------------------------------------------------------------------------------- config files
@@ -202,11 +182,6 @@ def source_specs(raw: dict, base: Path | None = None) -> tuple[SourceSpec, ...]:
         specs.append(SourceSpec(name, options=dict(entry.get("options") or {}), mix=_mix_rule(name, entry),
                                 **paths))  # fmt: skip
     return tuple(specs)
-
-
-
-
-
 
 
 

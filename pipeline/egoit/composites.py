@@ -1,12 +1,12 @@
 """The composite transforms of the EgoIT build; each `expand()` only wires labelled steps.
 
-    ReadSources          source specs -> SourceRecords (one reader per dataset), row failures, input counts
+    ReadSources          (pipeline.core) source specs -> SourceRecords (T.ReadSourceFn), row failures, counts
     ConvertItems         records -> first-person EgoITItems (templates, VideoLLaMA2 conversations)
     RemoveNearDuplicates per (source, video): sentence-embedding near duplicates dropped (reported)
     MixSources           per-source ratios and caps by item hash (dropped items reported)
     PlanVideos           per source video: probed once, items -> frame ranges
-    AssignShards         per split: videos in hash order -> shard plans (decided before any decoding)
-    WriteShards          (pipeline.core.transforms) shard plans -> shards, clip files (complete shards skipped)
+    AssignShards, WriteShards, Finalize   (pipeline.core) shard plans per split, shards and clip files with
+                         resume, stats.json and egoit.json
 
 Every composite returns a dict of PCollections including `failures` (plan.ItemFailure records) and `counts`
 ((source, stage, task), n) for the stats.
@@ -24,21 +24,6 @@ from pipeline.egoit import transforms as T
 
 def _outputs(result, main: str) -> dict:
     return {main: result[main], "failures": result[FAILURES], "counts": result[T.COUNTS]}
-
-
-class ReadSources(beam.PTransform):
-    def __init__(self, specs):
-        super().__init__()
-        self.specs = specs
-
-    def expand(self, p):
-        read = (
-            p
-            | "Specs" >> beam.Create(list(self.specs))
-            | "SpreadSpecs" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(T.ReadSourceFn()).with_outputs(FAILURES, T.COUNTS, main="records")
-        )
-        return _outputs(read, "records")
 
 
 class ConvertItems(beam.PTransform):
@@ -120,19 +105,3 @@ class PlanVideos(beam.PTransform):
             )
         )
         return {"plans": planned.plans, "failures": planned[FAILURES]}
-
-
-class AssignShards(beam.PTransform):
-    """VideoPlans -> ShardPlans per split; a video's items stay in one shard."""
-
-    def __init__(self, assign_fn: beam.DoFn):
-        super().__init__()
-        self.assign_fn = assign_fn
-
-    def expand(self, plans):
-        return (
-            plans
-            | "BySplit" >> beam.FlatMap(T.split_videos)
-            | "GroupBySplit" >> beam.GroupByKey()
-            | "AssignVideos" >> beam.ParDo(self.assign_fn)
-        )

@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from pipeline.core.records import SourceVideo
 from pipeline.egoit.records import EgoITItem, RecordFailure
 
 # Bumped whenever the bytes a given plan produces change, so old shards are not taken as complete.
@@ -51,18 +52,6 @@ class ItemFailure:
 
 
 @dataclass(frozen=True)
-class SourceVideo:
-    """What the planning probe learnt of one source video (or image sequence)."""
-
-    n_frames: int  # frames of the video, or images of the sequence
-    fps: float  # the video's rate; for images, the rate the clip is given
-    fps_fraction: str
-    width: int
-    height: int
-    codec: str
-
-
-@dataclass(frozen=True)
 class PlannedItem:
     item: EgoITItem
     start_frame: int
@@ -86,10 +75,18 @@ class VideoPlan:
         order still sees the mixture)."""
         return hashlib.sha256(f"{self.source}/{self.path}".encode()).hexdigest()
 
-    def estimated_bytes(self, bytes_per_frame: int, n_frames: int, frames_mode: bool) -> int:
-        if frames_mode:
-            return len(self.items) * n_frames * bytes_per_frame
-        return sum((p.end_frame - p.start_frame) * bytes_per_frame for p in self.items)
+    # a group of the core's shard packing (pipeline.core.planning.pack_groups)
+    @property
+    def group_key(self) -> str:
+        return f"{self.source}/{self.path}"
+
+    @property
+    def sample_keys(self) -> list[str]:
+        return [f"{self.group_key}#{i}" for i in range(len(self.items))]
+
+    @property
+    def frame_ranges(self) -> list[tuple[int, int]]:
+        return [(p.start_frame, p.end_frame) for p in self.items]
 
 
 def frame_window(start_sec: float | None, end_sec: float | None, fps: float, n_frames: int) -> tuple[int, int]:
@@ -131,6 +128,10 @@ class ShardPlan:
     index: int
     videos: tuple[VideoPlan, ...]
     fingerprint: str
+
+
+def shard_plan(content_options: dict, name: str, split: str, index: int, videos: tuple[VideoPlan, ...]) -> ShardPlan:
+    return ShardPlan(name, split, index, videos, fingerprint(content_options, videos))
 
 
 def fingerprint(content_options: dict, videos: list[VideoPlan]) -> str:

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from fractions import Fraction
 
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
-from pipeline.core import shards
-from pipeline.core.clips import ExtractionError, probe_video
-from pipeline.core.clips.images import image_size
-from pipeline.core.localize import local_copy
+from pipeline.core.clips import ExtractionError
+from pipeline.core.planning import image_rate, probe_failure, probe_source
 from pipeline.core.transforms import failure_output
+from pipeline.core.values import join_root
 from pipeline.egoit import dedup, mix
 from pipeline.egoit.convert import load_templates, to_items
-from pipeline.egoit.plan import ItemFailure, ShardPlan, SourceVideo, VideoPlan, fingerprint, plan_video
+from pipeline.egoit.plan import ItemFailure, VideoPlan, plan_video
 from pipeline.egoit.records import EgoITItem, RecordFailure, SourceRecord
 from pipeline.egoit.sources import READERS
-from pipeline.egoit.sources.common import join_root
-from pipeline.egoit.writer import SHARD_PREFIX
 
 NAMESPACE = "egoit"
 COUNTS = "counts"  # (source, stage, task, n): items per stage for stats.json
@@ -154,8 +150,7 @@ class PlanVideoFn(beam.DoFn):
 
     def __init__(self, roots: dict[str, str], probe_timeout_s: float, image_fps: float):
         self.roots, self.probe_timeout_s = roots, probe_timeout_s
-        rate = Fraction(image_fps).limit_denominator(1000)
-        self.image_rate = (float(rate), f"{rate.numerator}/{rate.denominator}")  # of clips made of images
+        self.image_rate = image_rate(image_fps)  # of clips made of images
 
     def process(self, group):
         (source, path), items = group
@@ -163,17 +158,10 @@ class PlanVideoFn(beam.DoFn):
         location = join_root(self.roots[source], path)
         images = tuple(join_root(location, f) for f in items[0].video.frames)
         try:
-            if images:
-                width, height = image_size(images[0])
-                video = SourceVideo(len(images), *self.image_rate, width, height, "images")
-            else:
-                with local_copy(location) as local:
-                    info = probe_video(local, timeout_s=self.probe_timeout_s)
-                video = SourceVideo(info.n_frames, info.fps, info.fps_fraction, info.width, info.height, info.codec)
+            video = probe_source(location, images, self.probe_timeout_s, self.image_rate)
         except (ExtractionError, OSError) as err:
-            reason = getattr(err, "reason", "missing file")
-            yield _fail(ItemFailure(reason, "video", source, video=path, file=location,
-                                    detail=str(getattr(err, "detail", err))[-300:]))  # fmt: skip
+            reason, detail = probe_failure(err, "missing file")
+            yield _fail(ItemFailure(reason, "video", source, video=path, file=location, detail=detail))
             for item in items:
                 yield _fail(ItemFailure.for_item(item, f"video: {reason}"))
             return
@@ -182,30 +170,6 @@ class PlanVideoFn(beam.DoFn):
             yield _fail(f)
         if plan is not None:
             yield plan
-
-
-class AssignShardsFn(beam.DoFn):
-    """(split, video plans) -> ShardPlans: videos in hash order, bounded by samples and estimated bytes; a
-    video's items never span two shards (it is decoded once)."""
-
-    def __init__(self, max_samples: int, max_bytes: int, bytes_per_frame: int, n_frames: int, frames_mode: bool,
-                 content_options: dict):  # fmt: skip
-        self.max_samples, self.max_bytes = max_samples, max_bytes
-        self.bytes_per_frame, self.n_frames, self.frames_mode = bytes_per_frame, n_frames, frames_mode
-        self.content_options = content_options
-
-    def process(self, group):
-        split, videos = group
-        videos = sorted(videos, key=lambda v: (v.order_key, v.source, v.path))
-        by_key = {f"{v.source}/{v.path}": v for v in videos}
-        units = []
-        for key, v in by_key.items():
-            size = v.estimated_bytes(self.bytes_per_frame, self.n_frames, self.frames_mode) // max(len(v.items), 1)
-            units.append((key, [(f"{key}#{i}", size) for i in range(len(v.items))]))
-        for index, keys in enumerate(shards.plan_shards_grouped(units, self.max_samples, self.max_bytes)):
-            name = shards.shard_name(SHARD_PREFIX, split, index).removesuffix(".tar")
-            members = [by_key[k] for k in keys]
-            yield ShardPlan(name, split, index, tuple(members), fingerprint(self.content_options, members))
 
 
 def split_videos(plan: VideoPlan):

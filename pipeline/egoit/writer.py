@@ -111,5 +111,12 @@ def build_shard(
         decode_threads=fmt.decode_threads,
         summarize=lambda rows: {"n_items": len(rows)},
         tmp_root=tmp_root,
-        on_group=(lambda v, n, sec: on_group(f"{v.source} {v.path}", n, sec)) if on_group else None,
+        unit="video",
+        group_name=lambda v: f"{v.source} {v.path}",
+        on_group=on_group,
     )
+
+
+def progress_of(plan: ShardPlan) -> tuple[int, int]:
+    """(videos, items) of a shard for the progress bar."""
+    return len(plan.videos), sum(len(v.items) for v in plan.videos)

@@ -1,0 +1,98 @@
+"""Composite transforms of the skeleton that every builder wires the same way; each `expand()` only wires
+labelled steps (the work is in pipeline.core.planning and the builders' pure modules).
+
+    ReadSources      source specs -> what one reader DoFn yields per spec (spread over workers), failures, counts
+    AssignShards     per split: planned groups -> shard plans (decided before any decoding)
+    Finalize         once every shard is written: the builder's dataset-level files, stats.json last
+
+(WriteShards, in pipeline.core.transforms, writes the planned shards with resume.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import apache_beam as beam
+
+from pipeline.core import shards
+from pipeline.core.planning import ShardSizing, pack_groups
+from pipeline.core.transforms import FAILURES
+
+COUNTS = "counts"  # the tagged output of counts for stats.json: (key, n)
+
+
+class ReadSources(beam.PTransform):
+    """Specs (one per source dataset or benchmark entry) -> {main: records, failures, counts}: each spec read
+    by `read_fn` on some worker (the specs are spread first, so sources are read in parallel)."""
+
+    def __init__(self, specs, read_fn: beam.DoFn, main: str = "records"):
+        super().__init__()
+        self.specs, self.read_fn, self.main = list(specs), read_fn, main
+
+    def expand(self, p):
+        read = (
+            p
+            | "Specs" >> beam.Create(self.specs)
+            | "SpreadSpecs" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(self.read_fn).with_outputs(FAILURES, COUNTS, main=self.main)
+        )
+        return {self.main: read[self.main], "failures": read[FAILURES], "counts": read[COUNTS]}
+
+
+class AssignGroupsFn(beam.DoFn):
+    """(split, groups) -> shard plans: groups packed by pipeline.core.planning.pack_groups, each shard made by
+    make_plan(name, split, index, members)."""
+
+    def __init__(self, prefix: str, sizing: ShardSizing, make_plan: Callable):
+        self.prefix, self.sizing, self.make_plan = prefix, sizing, make_plan
+
+    def process(self, group):
+        split, groups = group
+        for index, members in enumerate(pack_groups(groups, self.sizing)):
+            name = shards.shard_name(self.prefix, split, index).removesuffix(".tar")
+            yield self.make_plan(name, split, index, tuple(members))
+
+
+class AssignShards(beam.PTransform):
+    """Planned groups -> shard plans per split: by_split(group) yields (split, group) pairs, `assign_fn` packs
+    each split's groups. With failures=True the assign step may tag failures: {"plans", "failures"}."""
+
+    def __init__(self, assign_fn: beam.DoFn, by_split: Callable, failures: bool = False):
+        super().__init__()
+        self.assign_fn, self.by_split, self.failures = assign_fn, by_split, failures
+
+    def expand(self, groups):
+        by_split = groups | "BySplit" >> beam.FlatMap(self.by_split) | "GroupBySplit" >> beam.GroupByKey()
+        if not self.failures:
+            return by_split | "AssignGroups" >> beam.ParDo(self.assign_fn)
+        plans = by_split | "AssignGroups" >> beam.ParDo(self.assign_fn).with_outputs(FAILURES, main="plans")
+        return {"plans": plans.plans, "failures": plans[FAILURES]}
+
+
+class Finalize(beam.PTransform):
+    """Once every shard is written, finalize(planned, failures, **side) on one worker: planned is the (shard
+    name, split) of every shard plan, failures every failure record of the planning stages, side the other
+    side inputs (already wrapped: beam.pvalue.AsList, AsSingleton). Applied to the pipeline."""
+
+    def __init__(self, finalize: Callable, shard_plans, written, failures, split_of: Callable | None = None,
+                 **side):  # fmt: skip
+        super().__init__()
+        self.finalize, self.shard_plans, self.written, self.failures = finalize, shard_plans, written, failures
+        self.split_of = split_of or (lambda s: s.split)
+        self.side = side
+
+    def expand(self, p):
+        finalize, split_of = self.finalize, self.split_of
+        names = self.shard_plans | "ShardNames" >> beam.Map(lambda s: (s.name, split_of(s)))
+        return (
+            p
+            | "FinalizeTrigger" >> beam.Create([None])
+            | "Finalize"
+            >> beam.Map(
+                lambda _, planned, done, failures, **side: finalize(planned, failures, **side),
+                planned=beam.pvalue.AsList(names),
+                done=beam.pvalue.AsList(self.written),  # a side input: Finalize waits for every shard write
+                failures=beam.pvalue.AsList(self.failures),
+                **self.side,
+            )
+        )

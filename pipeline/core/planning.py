@@ -1,0 +1,93 @@
+"""Planning pieces every builder shares, pure (no Beam): probing a source once, sizing and packing shards.
+
+A builder plans per source video: the video is probed once (frame count, rate, size; an image sequence's
+size is read from its first image), its items become frame ranges, and the videos of a split are packed into
+shards in a stable hash order, bounded by samples and by estimated bytes, a video never split across two
+shards (it is decoded once). Shard membership is decided before any decoding, so a re-run recognises
+complete shards by their fingerprint (resume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.core import shards
+from pipeline.core.clips import ExtractionError, probe_video
+from pipeline.core.clips._proc import MISSING_FILE
+from pipeline.core.clips.images import image_size
+from pipeline.core.localize import local_copy
+from pipeline.core.records import SourceVideo
+
+# Rough encoded bytes per source frame (mp4) or per JPEG (frames), used only to bound shard sizes before any
+# clip exists.
+BYTES_PER_FRAME = {"mp4": 3_000, "frames": 25_000}
+
+
+def image_rate(fps: float) -> tuple[float, str]:
+    """(rate, "num/den") given to clips made of an image sequence."""
+    rate = Fraction(fps).limit_denominator(1000)
+    return float(rate), f"{rate.numerator}/{rate.denominator}"
+
+
+def probe_source(location: str, images: Sequence[str], timeout_s: float, rate: tuple[float, str],
+                 check_images: bool = False) -> SourceVideo:  # fmt: skip
+    """What decoding will find: a video probed once (through a local copy of a remote file), or an image
+    sequence's count and size (each image checked to exist with check_images). Raises ExtractionError
+    (with its reason) or OSError."""
+    if images:
+        if check_images:
+            for image in images:
+                if not FileSystems.exists(image):
+                    raise ExtractionError(image, MISSING_FILE)
+        width, height = image_size(images[0])
+        return SourceVideo(len(images), *rate, width, height, "images")
+    with local_copy(location) as local:
+        info = probe_video(local, timeout_s=timeout_s)
+    return SourceVideo(info.n_frames, info.fps, info.fps_fraction, info.width, info.height, info.codec)
+
+
+def probe_failure(err: Exception, default_reason: str) -> tuple[str, str]:
+    """(reason, detail) of a failed probe, for the failure records of the video and its items."""
+    return getattr(err, "reason", default_reason), str(getattr(err, "detail", err))[-300:]
+
+
+@dataclass(frozen=True)
+class ShardSizing:
+    """How many samples and (estimated) bytes a shard may hold, and how bytes are estimated."""
+
+    max_samples: int
+    max_bytes: int
+    bytes_per_frame: int
+    n_frames: int  # frames per clip in frames mode
+    frames_mode: bool
+
+    @classmethod
+    def of(cls, max_samples: int, max_bytes: int, clip) -> ShardSizing:
+        """From a build's bounds and its pipeline.core.clips.ClipFormat."""
+        return cls(max_samples, max_bytes, BYTES_PER_FRAME[clip.kind], clip.n_frames, clip.kind == "frames")
+
+    def clip_bytes(self, frame_ranges: Iterable[tuple[int, int]]) -> int:
+        """Estimated bytes of clips cut from these [start, end) frame ranges."""
+        ranges = list(frame_ranges)
+        if self.frames_mode:
+            return len(ranges) * self.n_frames * self.bytes_per_frame
+        return sum((end - start) * self.bytes_per_frame for start, end in ranges)
+
+
+def pack_groups(groups: Iterable, sizing: ShardSizing) -> list[list]:
+    """Groups (decode units) -> shards' members: in (order_key, group_key) order, bounded by samples and
+    estimated bytes; a group never spans two shards. A group has `order_key` and `group_key` (str, unique),
+    `sample_keys` (its samples) and `frame_ranges` ([start, end) of its clips: the byte estimate, spread
+    evenly over its samples)."""
+    by_key = {g.group_key: g for g in sorted(groups, key=lambda g: (g.order_key, g.group_key))}
+    units = []
+    for k, g in by_key.items():
+        names = list(g.sample_keys)
+        size = sizing.clip_bytes(g.frame_ranges) // max(len(names), 1)
+        units.append((k, [(name, size) for name in names]))
+    packed = shards.plan_shards_grouped(units, sizing.max_samples, sizing.max_bytes)
+    return [[by_key[k] for k in keys] for keys in packed]

