@@ -33,14 +33,14 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-lmms.txt pyproject.
 	touch $(STAMP)
 
 sample-release: $(STAMP)
-	$(PY) -m pipeline.egoexoclip.sample_release --out $(SAMPLE)
+	$(PY) -m tools.samples.egoexoclip --out $(SAMPLE)
 
 # With no EGOEXO4D_ROOT: generate the bundled sample release and build from it.
 # RUNNER=direct (in process), direct-mp (WORKERS processes, default 2), dask (a local dask.distributed cluster of
 # WORKERS processes, default 2, started and closed by the build; ARGS="--dask-address HOST:PORT" for a running one).
 build-egoexoclip: $(STAMP)
 ifeq ($(strip $(EGOEXO4D_ROOT)),)
-	$(PY) -m pipeline.egoexoclip.sample_release --out $(SAMPLE)
+	$(PY) -m tools.samples.egoexoclip --out $(SAMPLE)
 	$(PY) -m pipeline.egoexoclip --root $(SAMPLE) --out $(OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 else
 	$(PY) -m pipeline.egoexoclip --root $(EGOEXO4D_ROOT) --out $(OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
@@ -57,11 +57,11 @@ EGOIT_CONFIG ?=
 EGOIT_SOURCES := $(if $(strip $(EGOIT_CONFIG)),--config $(EGOIT_CONFIG),)$(if $(strip $(EGOIT_ROOTS)), --roots $(EGOIT_ROOTS),)
 
 egoit-sample: $(STAMP)
-	$(PY) -m pipeline.egoit.sample_release --out $(EGOIT_SAMPLE)
+	$(PY) -m tools.samples.egoit --out $(EGOIT_SAMPLE)
 
 build-egoit: $(STAMP)
 ifeq ($(strip $(EGOIT_SOURCES)),)
-	$(PY) -m pipeline.egoit.sample_release --out $(EGOIT_SAMPLE)
+	$(PY) -m tools.samples.egoit --out $(EGOIT_SAMPLE)
 	$(PY) -m pipeline.egoit --config $(EGOIT_SAMPLE)/egoit.yaml --out $(EGOIT_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 else
 	$(PY) -m pipeline.egoit $(EGOIT_SOURCES) --out $(EGOIT_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
@@ -81,11 +81,11 @@ EGOBENCH_SOURCES := $(if $(strip $(EGOBENCH_CONFIG)),--config $(EGOBENCH_CONFIG)
 .PHONY: build-egobench egobench-sample
 
 egobench-sample: $(STAMP)
-	$(PY) -m pipeline.egobench.sample_release --out $(EGOBENCH_SAMPLE)
+	$(PY) -m tools.samples.egobench --out $(EGOBENCH_SAMPLE)
 
 build-egobench: $(STAMP)
 ifeq ($(strip $(EGOBENCH_SOURCES)),)
-	$(PY) -m pipeline.egobench.sample_release --out $(EGOBENCH_SAMPLE)
+	$(PY) -m tools.samples.egobench --out $(EGOBENCH_SAMPLE)
 	$(PY) -m pipeline.egobench --config $(EGOBENCH_SAMPLE)/egobench.yaml --out $(EGOBENCH_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 else
 	$(PY) -m pipeline.egobench $(EGOBENCH_SOURCES) --out $(EGOBENCH_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
@@ -102,11 +102,11 @@ EGO4D_ROOT ?=
 .PHONY: build-egoclip egoclip-sample
 
 egoclip-sample: $(STAMP)
-	$(PY) -m pipeline.egoclip.sample_release --out $(EGOCLIP_SAMPLE)
+	$(PY) -m tools.samples.egoclip --out $(EGOCLIP_SAMPLE)
 
 build-egoclip: $(STAMP)
 ifeq ($(strip $(EGOCLIP_CSV)),)
-	$(PY) -m pipeline.egoclip.sample_release --out $(EGOCLIP_SAMPLE)
+	$(PY) -m tools.samples.egoclip --out $(EGOCLIP_SAMPLE)
 	$(PY) -m pipeline.egoclip --csv $(EGOCLIP_SAMPLE)/egoclip.csv --ego4d-root $(EGOCLIP_SAMPLE)/ego4d --out $(EGOCLIP_OUT) --runner $(RUNNER) $(WORKERS_ARG) $(ARGS)
 else
 	@test -n "$(strip $(EGO4D_ROOT))" || { echo "EGOCLIP_CSV needs EGO4D_ROOT (the Ego4D download root)"; exit 2; }
@@ -132,7 +132,7 @@ submit-spark: $(CLOUD_STAMP)
 	  --job-endpoint="$(SPARK_JOB_ENDPOINT)" --image="$(IMAGE)" $(WORKERS_ARG) $(ARGS)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check pipeline exo2ego_model tests
+	$(VENV)/bin/ruff check pipeline exo2ego_model tests tools
 	$(PY) -m pytest -q tests
 
 # Training: the initialisation and the three stages in order (STAGE=2 runs one). On a machine without a GPU: the
@@ -174,23 +174,23 @@ train: $(STAMP)
 # x264 preset table, the video2dataset peer (its own venv): prints a table, writes data/bench/bench.json (~45 min on
 # 2 cores; +6 min the first time). ARGS="--only memory" / "--skip-peer" / "--skip-memory" run parts.
 bench: $(STAMP)
-	$(PY) -m pipeline.egoexoclip.bench $(ARGS)
+	$(PY) -m tools.bench $(ARGS)
 
 # Visual audit of a finished build: $(OUT)/report/index.html + PNGs (contact sheet of random samples, clip lengths,
 # counts by split and scenario, failures). ARGS="--samples 24 --seed 1".
 .PHONY: report
 report: $(STAMP)
-	$(PY) -m pipeline.egoexoclip.report --out $(OUT) $(ARGS)
+	$(PY) -m tools.report --out $(OUT) $(ARGS)
 
 bench-loader: $(STAMP)
-	$(PY) -m exo2ego_model.bench_loader $(ARGS)
+	$(PY) -m tools.bench.loader $(ARGS)
 
 # EgoIT build throughput on the bundled mini-release (mp4 and frames; items/s and clips/s per core).
 bench-egoit: $(STAMP)
-	$(PY) -m pipeline.egoit.bench $(ARGS)
+	$(PY) -m tools.bench.egoit $(ARGS)
 
 bench-train: $(STAMP)
-	$(PY) -m exo2ego_model.bench_train $(ARGS)
+	$(PY) -m tools.bench.train $(ARGS)
 
 # EgoBench evaluation (exo2ego_model/eval/run.py): make eval [CKPT=dir] [TASKS=a,b] [BENCH=dir] [EVAL_OUT=dir]
 #   [ARGS="--max-items 50 --frames 16 --size 336 --device cuda"]
@@ -212,7 +212,7 @@ endif
 	  $(if $(strip $(TASKS)),--tasks $(TASKS),) $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pipeline exo2ego_model tests
+	$(VENV)/bin/ruff check pipeline exo2ego_model tests tools
 
 clean:
 	rm -rf data

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.egoexoclip import BuildConfig, run
-from pipeline.egoexoclip.sample_release import generate_release
+from tools.samples.egoexoclip import generate_release
 
 # The real annotation files of the source datasets (../shared/real beside the checkout; see its SOURCES.md).
 # Tests that read them skip where the folder is absent (e.g. a clone outside the workspace).
@@ -41,7 +41,7 @@ def bundled_build(sample_root, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def egoit_sample(tmp_path_factory) -> Path:
-    from pipeline.egoit.sample_release import generate_sample
+    from tools.samples.egoit import generate_sample
 
     return generate_sample(tmp_path_factory.mktemp("egoit_sample"))
 
@@ -71,8 +71,9 @@ def egoclip_build(tmp_path_factory):
     """(output dir, stats) of the bundled EgoClip sample's build (the initialisation stage's data)."""
     import json
 
-    from pipeline.egoclip import sample_release as SR
     from pipeline.egoclip.cli import main
+
+    from tools.samples import egoclip as SR
 
     sample = SR.generate_sample(tmp_path_factory.mktemp("egoclip_sample"))
     out = tmp_path_factory.mktemp("egoclip_build")
@@ -86,9 +87,9 @@ def egoclip_build(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def egobench_sample(tmp_path_factory) -> Path:
-    """The bundled EgoBench mini-benchmark (pipeline/egobench/sample_release.py): its egobench.yaml, the annotation
+    """The bundled EgoBench mini-benchmark (tools/samples/egobench.py): its egobench.yaml, the annotation
     rows of all 11 tasks, stamped videos and stamp_codes.json."""
-    from pipeline.egobench.sample_release import generate_sample
+    from tools.samples.egobench import generate_sample
 
     return generate_sample(tmp_path_factory.mktemp("egobench_sample"))
 

@@ -6,8 +6,8 @@ import os
 import subprocess
 import time
 
-from pipeline.egoexoclip import bench
-from pipeline.egoexoclip.bench import MemorySampler, exec_done
+from tools.bench import sampler as bench
+from tools.bench.sampler import MemorySampler, exec_done
 
 
 def test_forked_child_is_not_counted_until_exec():

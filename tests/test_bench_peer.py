@@ -1,4 +1,4 @@
-"""The video2dataset side-by-side bench (pipeline/egoexoclip/bench_peer.py): the clips it hands the peer are
+"""The video2dataset side-by-side bench (tools/bench/peer.py): the clips it hands the peer are
 exactly our build's (view, window) clips. The peer itself needs its own 5.9 GB venv and runs only in `make bench`;
 these tests check the translation both ways on the bundled build."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from pipeline.egoexoclip import bench_peer
+from tools.bench import peer as bench_peer
 
 
 def test_edge_seconds_round_trips_to_the_frame():

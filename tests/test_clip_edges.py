@@ -26,7 +26,7 @@ from pipeline.core.clips import (
 from pipeline.core.clips._proc import run_ffmpeg, tail
 from pipeline.core.clips.plan import scaled_size
 from pipeline.core.framecode import decode_frame
-from pipeline.core.stamped_video import write_stamped_video
+from tools.samples.stamped_video import write_stamped_video
 
 CODE = 37
 FRAMES = ClipFormat(kind="frames", n_frames=4, size=192)

@@ -12,8 +12,8 @@ from apache_beam.testing.util import assert_that, equal_to, is_not_empty
 from pipeline.egoexoclip.composites import AssignShards, PlanClips, ReadNarrations, ReadTakes
 from pipeline.egoexoclip.plan import TakePlan, VideoMeta
 from pipeline.egoexoclip.release import Narration, NarrationFilters, Take, View
-from pipeline.egoexoclip.sample_release import SAMPLE_TAKES
 from pipeline.egoexoclip.windows import FrameOffsets, WindowRule
+from tools.samples.egoexoclip import SAMPLE_TAKES
 
 
 def test_read_takes_selects_takes_with_usable_ego_and_exo(sample_root):

@@ -15,9 +15,9 @@ import pytest
 
 from pipeline.core.framecode import camera_code, decode_frame
 from pipeline.core.shards import read_tar_samples
-from pipeline.egoexoclip.sample_release import SAMPLE_TAKES
 from pipeline.egoexoclip.windows import dataset_alpha, take_beta
 from tests.conftest import build
+from tools.samples.egoexoclip import SAMPLE_TAKES
 
 TAKES = {t.name: t for t in SAMPLE_TAKES}
 

@@ -22,7 +22,9 @@ from pipeline.core.clips import ExtractionError, probe_video, read_frames
 from pipeline.core.framecode import decode_frame
 from pipeline.egoit.build import config_from_mapping, load_config_file
 from pipeline.egoit.records import SOURCES, RecordFailure, SourceRecord
-from pipeline.egoit.sample_release import (
+from pipeline.egoit.sources import READERS
+from tests.conftest import SHARED_REAL, needs_real
+from tools.samples.egoit import (
     ANNOTATIONS,
     CODE_BASE,
     CODE_END,
@@ -31,8 +33,6 @@ from pipeline.egoit.sample_release import (
     main,
     media_specs,
 )
-from pipeline.egoit.sources import READERS
-from tests.conftest import SHARED_REAL, needs_real
 
 # The designed outcome of each reader on the mini-release: records, and failing rows by reason (their ids).
 EXPECTED = {

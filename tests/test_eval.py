@@ -35,9 +35,9 @@ from exo2ego_model.eval.run import (
     score_many,
 )
 from pipeline.core.shards import ShardWriter, canonical_json
-from pipeline.core.stamped_video import write_stamped_video
 from pipeline.egobench.records import BenchItem, VideoRef
 from pipeline.egobench.records_json import item_json
+from tools.samples.stamped_video import write_stamped_video
 
 CLASSES = (
     "Holding a cup",

@@ -32,9 +32,9 @@ from pipeline.core.shards import read_tar_samples
 from pipeline.egoexoclip import main, parse_args
 from pipeline.egoexoclip.composites import PlanClips, ReadNarrations, ReadTakes
 from pipeline.egoexoclip.release import NarrationFilters
-from pipeline.egoexoclip.sample_release import SAMPLE_TAKES, write_stamped_video
 from pipeline.egoexoclip.windows import FrameOffsets, WindowRule
 from tests.conftest import build
+from tools.samples.egoexoclip import SAMPLE_TAKES, write_stamped_video
 
 REPO = Path(__file__).resolve().parents[1]
 TAKES = {t.name: t for t in SAMPLE_TAKES}

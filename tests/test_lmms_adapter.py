@@ -28,9 +28,9 @@ pytest.importorskip("lmms_eval", reason="lmms-eval not installed (pip install --
 from exo2ego_model.eval.run import load_model  # noqa: E402
 from exo2ego_model.export import save_pretrained  # noqa: E402
 from pipeline.core.shards import ShardWriter, canonical_json  # noqa: E402
-from pipeline.core.stamped_video import write_stamped_video  # noqa: E402
 from pipeline.egobench.records import BenchItem, VideoRef  # noqa: E402
 from pipeline.egobench.records_json import item_json  # noqa: E402
+from tools.samples.stamped_video import write_stamped_video  # noqa: E402
 
 TASK_SRC = Path(__file__).parent / "data" / "lmms_task"
 OPTIONS = ("I washed the cup", "I drank from it", "I threw it away", "I broke it", "I hid it")

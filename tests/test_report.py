@@ -1,4 +1,4 @@
-"""`make report`: the HTML audit page of a build and its PNG figures (pipeline/egoexoclip/report.py)."""
+"""`make report`: the HTML audit page of a build and its PNG figures (tools/report.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from pipeline.core.clips import ClipFormat
-from pipeline.egoexoclip import report as R
 from pipeline.egoexoclip.writer import OutputFormat
 from tests.conftest import build
+from tools import report as R
 
 
 class Page(HTMLParser):

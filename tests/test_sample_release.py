@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pipeline.core.framecode import MAX_FRAME_INDEX, camera_code, decode_frame
-from pipeline.egoexoclip.sample_release import (
+from tools.samples.egoexoclip import (
     BAD_RECORDS,
     FPS,
     SAMPLE_TAKES,

@@ -195,7 +195,7 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
 
 
 def test_bench_train_reports_throughput_and_flops(capsys):
-    from exo2ego_model.bench_train import main as bench
+    from tools.bench.train import main as bench
 
     args = "--stage 2 --vision-layers 1 --vision-hidden 64 --llm-layers 1 --llm-hidden 128 --frames 4"
     assert (

@@ -17,19 +17,18 @@ one clip starting before 0 s and one running past the end of its video, both cla
 failing alone (EXPECTED_FAILURES): 2 bad times, 1 clip outside its video, 2 empty texts, 1 path escape, 2 rows of
 a video that is not there, 2 rows of a truncated video, 1 malformed row, 1 duplicate row, 1 bad tag field.
 
-    python -m pipeline.egoclip.sample_release --out data/egoclip_sample [--force]
+    python -m tools.samples.egoclip --out data/egoclip_sample [--force]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core.stamped_video import write_stamped_video
+from tools.samples.common import generator_main, truncate
+from tools.samples.stamped_video import write_stamped_video
 
 CSV_NAME = "egoclip.csv"
 CODES_NAME = "stamp_codes.json"
@@ -151,8 +150,7 @@ def generate_sample(out_dir, *, force: bool = False) -> Path:
         write_stamped_video(out / v.path, v.code, v.n_frames, v.width, v.height, fps=v.fps, audio=False,
                             faststart=v.state == "ok")  # fmt: skip
         if v.state == "truncated":
-            data = (out / v.path).read_bytes()
-            (out / v.path).write_bytes(data[: int(len(data) * 0.4)])
+            truncate(out / v.path)
     codes = {v.path: v.code for v in VIDEOS if v.state != "missing"}
     (out / CODES_NAME).write_text(json.dumps(codes, indent=2, sort_keys=True) + "\n")
     (out / CSV_NAME).write_text("\n".join(csv_lines()) + "\n", encoding="utf-8")
@@ -160,22 +158,12 @@ def generate_sample(out_dir, *, force: bool = False) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Write the bundled EgoClip sample (synthetic rows, stamped videos)."
-    )
-    parser.add_argument(
-        "--out", required=True, type=Path, help=f"folder to write (OUT/{CSV_NAME}, OUT/{VIDEO_ROOT})"
-    )
-    parser.add_argument("--force", action="store_true", help=f"regenerate even if OUT/{CSV_NAME} exists")
-    args = parser.parse_args(argv)
-    if (args.out / CSV_NAME).exists() and not args.force:
-        print(f"{args.out}/{CSV_NAME} exists: EgoClip sample kept (use --force to regenerate)")
-        return 0
-    start = time.perf_counter()
-    generate_sample(args.out, force=True)
-    print(f"EgoClip sample written to {args.out} in {time.perf_counter() - start:.1f} s "
-          f"(--csv {args.out / CSV_NAME} --ego4d-root {args.out / VIDEO_ROOT})")  # fmt: skip
-    return 0
+    return generator_main(
+        argv, description="Write the bundled EgoClip sample (synthetic rows, stamped videos).",
+        out_help=f"folder to write (OUT/{CSV_NAME}, OUT/{VIDEO_ROOT})", marker=CSV_NAME, name="EgoClip sample",
+        generate=lambda args: generate_sample(args.out, force=True),
+        note=lambda out: f" (--csv {out / CSV_NAME} --ego4d-root {out / VIDEO_ROOT})",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

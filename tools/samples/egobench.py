@@ -5,7 +5,7 @@ paths they name, and the build config.
 selections of the real files where one is public (EgoSchema, EgoTaskQA MCQ, Charades-Ego v0, EPIC-100 MIR,
 EgoPlan-Bench2, VLN-QA) and SYNTHETIC rows in the documented format where none is (QAEgo4D open + closed
 around the record quoted in GroundVQA's issue tracker, EgoTaskQA direct / indirect, EgoPlan v1 around the
-README's record, EgoMCQ): pipeline/egobench/sample_rows/, README.md there. All 11 tasks of records.TASKS are
+README's record, EgoMCQ): tools/samples/rows/egobench/, README.md there. All 11 tasks of records.TASKS are
 present.
 
     OUT/egobench.yaml                             the build config (paths relative to it); written last
@@ -35,29 +35,26 @@ VLN-QA and EgoMCQ (one of an item's 5 clips); a truncated video in VLN-QA and Eg
 answer text is not its golden choice. Encodes are single-threaded and bit-exact: two runs give identical
 bytes.
 
-    python -m pipeline.egobench.sample_release --out data/egobench_sample [--force]
+    python -m tools.samples.egobench --out data/egobench_sample [--force]
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import math
-import shutil
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 
 from pipeline.core.framecode import encode_frame
-from pipeline.core.stamped_video import write_stamped_video
 from pipeline.egobench.sources.egotaskqa import INTERVAL
+from tools.samples.common import generator_main, truncate, write_rows_and_media
+from tools.samples.stamped_video import write_stamped_video
 
-ROWS = Path(__file__).with_name("sample_rows")
+ROWS = Path(__file__).with_name("rows") / "egobench"
 CONFIG_NAME = "egobench.yaml"
 CODES_NAME = "stamp_codes.json"
 TOP_DIRS = (
@@ -72,7 +69,7 @@ TOP_DIRS = (
     "egomcq",
 )
 
-# sample_rows file -> where the benchmark ships it (relative to OUT)
+# rows/egobench file -> where the benchmark ships it (relative to OUT)
 ANNOTATIONS = {
     "egoschema/EgoSchema.csv": "egoschema/EgoSchema.csv",
     "egoschema/questions.json": "egoschema/questions.json",
@@ -350,11 +347,6 @@ def media_specs() -> tuple[MediaSpec, ...]:
     return tuple(sorted((replace(s, code=codes.get(s.path, -1)) for s in specs), key=lambda s: s.path))
 
 
-def _truncate(path: Path, keep: float = 0.4) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
-
-
 def _write_media(out: Path, spec: MediaSpec) -> None:
     path = out / spec.path
     if spec.kind == "frames":
@@ -375,51 +367,22 @@ def _write_media(out: Path, spec: MediaSpec) -> None:
         faststart=spec.state != "truncated",
     )
     if spec.state == "truncated":
-        _truncate(path)
+        truncate(path)
 
 
 def generate_sample(out_dir, *, force: bool = False) -> Path:
     """Write the mini-benchmark into out_dir (kept as is when its egobench.yaml exists, unless force)."""
-    out = Path(out_dir)
-    if (out / CONFIG_NAME).exists() and not force:
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_NAME, CODES_NAME):  # the config goes first and comes back last: it marks completion
-        (out / name).unlink(missing_ok=True)
-    for name in TOP_DIRS:  # only what this generator writes: no stale file of an older sample survives
-        shutil.rmtree(out / name, ignore_errors=True)
-    for src, dst in ANNOTATIONS.items():
-        (out / dst).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ROWS / src, out / dst)  # byte for byte: the rows stay verbatim
-    specs = [s for s in media_specs() if s.state != "missing"]
-    biggest_first = sorted(specs, key=lambda s: (-s.n_frames * s.width * s.height, s.path))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda s: _write_media(out, s), biggest_first))
-    (out / CODES_NAME).write_text(
-        json.dumps({s.path: s.code for s in specs}, indent=2, sort_keys=True) + "\n"
-    )
-    (out / CONFIG_NAME).write_text(CONFIG)
-    return out
+    return write_rows_and_media(Path(out_dir), force=force, config_name=CONFIG_NAME, config=CONFIG,
+                                codes_name=CODES_NAME, top_dirs=TOP_DIRS, rows=ROWS, annotations=ANNOTATIONS,
+                                specs=media_specs(), write_media=_write_media)  # fmt: skip
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Write the bundled EgoBench mini-benchmark (rows + stamped videos)."
-    )
-    parser.add_argument(
-        "--out", required=True, type=Path, help=f"folder to write (OUT/{CONFIG_NAME} is the config)"
-    )
-    parser.add_argument("--force", action="store_true", help=f"regenerate even if OUT/{CONFIG_NAME} exists")
-    args = parser.parse_args(argv)
-    if (args.out / CONFIG_NAME).exists() and not args.force:
-        print(f"{args.out}/{CONFIG_NAME} exists: EgoBench sample kept (use --force to regenerate)")
-        return 0
-    start = time.perf_counter()
-    generate_sample(args.out, force=True)
-    print(
-        f"EgoBench sample written to {args.out} in {time.perf_counter() - start:.1f} s (config {CONFIG_NAME})"
-    )
-    return 0
+    return generator_main(
+        argv, description="Write the bundled EgoBench mini-benchmark (rows + stamped videos).",
+        out_help=f"folder to write (OUT/{CONFIG_NAME} is the config)", marker=CONFIG_NAME, name="EgoBench sample",
+        generate=lambda args: generate_sample(args.out, force=True), note=lambda out: f" (config {CONFIG_NAME})",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Training benchmark: samples/s, tokens/s, peak memory and model FLOPs utilisation, per stage.
 
     make bench-train                                     # every stage of configs/run.yaml (initialisation, 1-3)
-    python -m exo2ego_model.bench_train --stage 2 --llm-layers 32 --llm-hidden 4096 --micro-batch 4
+    python -m tools.bench.train --stage 2 --llm-layers 32 --llm-hidden 4096 --micro-batch 4
 
 Models are random and built from explicit sizes (nothing is downloaded). On a GPU the defaults are the paper's
 shapes: CLIP ViT-L/14 at 336 px towers, a Mistral-7B-shaped LLM, 16 frames, bf16 autocast. Without a GPU the
@@ -104,7 +104,7 @@ TINY = dict(micro_batch=2, steps=3, warmup=1, frames=4, image_size=56, patch=14,
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m exo2ego_model.bench_train", description=__doc__.split("\n\n")[0]
+        prog="python -m tools.bench.train", description=__doc__.split("\n\n")[0]
     )
     ap.add_argument("--stage", default="all", help="0 (initialisation), 1, 2, 3 or all (default)")
     ap.add_argument("--tiny", action="store_true", help="tiny shapes (the default without a GPU)")

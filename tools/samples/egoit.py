@@ -1,7 +1,7 @@
 """The bundled EgoIT mini-release: real annotation rows of the five sources, generated videos at their paths.
 
 `make build-egoit` with no dataset roots builds EgoIT from it. The annotation files are verbatim selections of
-the real files (pipeline/egoit/sample_rows/, README.md there; EgoTimeQA's rows are synthetic, no real file is
+the real files (tools/samples/rows/egoit/, README.md there; EgoTimeQA's rows are synthetic, no real file is
 public), laid out as each dataset ships them, i.e. as each reader's LAYOUT expects by default:
 
     OUT/egoit.yaml                                    the build config (paths relative to it); written last
@@ -23,35 +23,32 @@ EGTEA clip with only a session video (the reader cuts it by time), an SSv2 video
 clip, a missing OpenEQA episode folder. Encodes are single-threaded and bit-exact: two runs give identical
 bytes.
 
-    python -m pipeline.egoit.sample_release --out data/egoit_sample [--force]
+    python -m tools.samples.egoit --out data/egoit_sample [--force]
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import math
-import shutil
-import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from pipeline.core.stamped_video import write_stamped_images, write_stamped_video
 from pipeline.egoit.sources.egtea import CLIP_NAME
+from tools.samples.common import generator_main, truncate, write_rows_and_media
+from tools.samples.stamped_video import write_stamped_images, write_stamped_video
 
-ROWS = Path(__file__).with_name("sample_rows")
+ROWS = Path(__file__).with_name("rows") / "egoit"
 CONFIG_NAME = "egoit.yaml"
 CODES_NAME = "stamp_codes.json"
 SOURCE_DIRS = ("egtea", "ssv2", "egotimeqa", "openeqa", "egoexolearn")
 
-# sample_rows file -> where the dataset ships it (relative to OUT)
+# rows/egoit file -> where the dataset ships it (relative to OUT)
 ANNOTATIONS = {
     "egtea/action_idx.txt": "egtea/action_annotation/action_idx.txt",
     "egtea/verb_idx.txt": "egtea/action_annotation/verb_idx.txt",
@@ -192,11 +189,6 @@ def _with_code(spec: MediaSpec, code: int) -> MediaSpec:
     return MediaSpec(**{**spec.__dict__, "code": code})
 
 
-def _truncate(path: Path, keep: float = 0.4) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
-
-
 def _write_media(out: Path, spec: MediaSpec) -> None:
     path = out / spec.path
     if spec.kind == "frames":
@@ -209,44 +201,22 @@ def _write_media(out: Path, spec: MediaSpec) -> None:
     write_stamped_video(path, spec.code, spec.n_frames, spec.width, spec.height, fps=spec.fps,
                         container=spec.kind, faststart=spec.state != "truncated")  # fmt: skip
     if spec.state == "truncated":
-        _truncate(path)
+        truncate(path)
 
 
 def generate_sample(out_dir, *, force: bool = False) -> Path:
     """Write the mini-release into out_dir (kept as is when its egoit.yaml exists, unless force)."""
-    out = Path(out_dir)
-    if (out / CONFIG_NAME).exists() and not force:
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_NAME, CODES_NAME):  # the config goes first and comes back last: it marks completion
-        (out / name).unlink(missing_ok=True)
-    for name in SOURCE_DIRS:  # only what this generator writes: no stale file of an older sample survives
-        shutil.rmtree(out / name, ignore_errors=True)
-    for src, dst in ANNOTATIONS.items():
-        (out / dst).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ROWS / src, out / dst)  # byte for byte: the rows stay verbatim
-    specs = [s for s in media_specs() if s.state != "missing"]
-    biggest_first = sorted(specs, key=lambda s: (-s.n_frames * s.width * s.height, s.path))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda s: _write_media(out, s), biggest_first))
-    codes = {s.path: s.code for s in specs}
-    (out / CODES_NAME).write_text(json.dumps(codes, indent=2, sort_keys=True) + "\n")
-    (out / CONFIG_NAME).write_text(CONFIG)
-    return out
+    return write_rows_and_media(Path(out_dir), force=force, config_name=CONFIG_NAME, config=CONFIG,
+                                codes_name=CODES_NAME, top_dirs=SOURCE_DIRS, rows=ROWS, annotations=ANNOTATIONS,
+                                specs=media_specs(), write_media=_write_media)  # fmt: skip
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Write the bundled EgoIT mini-release (real rows, stamped videos).")
-    parser.add_argument("--out", required=True, type=Path, help="folder to write (OUT/egoit.yaml is the config)")
-    parser.add_argument("--force", action="store_true", help=f"regenerate even if OUT/{CONFIG_NAME} exists")
-    args = parser.parse_args(argv)
-    if (args.out / CONFIG_NAME).exists() and not args.force:
-        print(f"{args.out}/{CONFIG_NAME} exists: EgoIT sample kept (use --force to regenerate)")
-        return 0
-    start = time.perf_counter()
-    generate_sample(args.out, force=True)
-    print(f"EgoIT sample written to {args.out} in {time.perf_counter() - start:.1f} s (config {CONFIG_NAME})")
-    return 0
+    return generator_main(
+        argv, description="Write the bundled EgoIT mini-release (real rows, stamped videos).",
+        out_help="folder to write (OUT/egoit.yaml is the config)", marker=CONFIG_NAME, name="EgoIT sample",
+        generate=lambda args: generate_sample(args.out, force=True), note=lambda out: f" (config {CONFIG_NAME})",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Loader throughput: decoded stage-2 PAIRS (ego + exo clip, n_frames x size x size each) per second.
 
-    python -m exo2ego_model.bench_loader --shards 'data/egoexoclip/egoexoclip-train-{000000..000000}.tar' \
+    python -m tools.bench.loader --shards 'data/egoexoclip/egoexoclip-train-{000000..000000}.tar' \
         --frames 16 --size 336 --workers 2 --seconds 60
 
 Without --shards it reads data/egoexoclip/ (make build-egoexoclip) when it exists, else generates the bundled
@@ -33,7 +33,7 @@ def bundled_shards(tmp: str) -> str:
     out = DEFAULT_BUILD
     if not sorted(out.glob("egoexoclip-train-*.tar")):
         from pipeline.egoexoclip import BuildConfig, run
-        from pipeline.egoexoclip.sample_release import generate_release
+        from tools.samples.egoexoclip import generate_release
 
         root = generate_release(Path(tmp) / "release")
         out = Path(tmp) / "egoexoclip"

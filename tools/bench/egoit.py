@@ -1,6 +1,6 @@
 """`make bench-egoit`: throughput of the EgoIT build on the bundled mini-release, mp4 and frames, one run each.
 
-    python -m pipeline.egoit.bench [--out data/bench_egoit] [--runs 1]
+    python -m tools.bench.egoit [--out data/bench_egoit] [--runs 1]
 
 Each build runs in a fresh child process (`python -m pipeline.egoit`, DirectRunner, new output folder); the
 figures are wall time and CPU time (user + sys of the build and its ffmpeg children, from getrusage), samples
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.egoit.sample_release import generate_sample
+from tools.samples.egoit import generate_sample
 
 MODES = {"mp4": [], "frames": ["--frames", "16", "--size", "336"]}
 
@@ -73,7 +73,7 @@ def machine() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.egoit.bench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.bench.egoit", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="data/bench_egoit")
     args = ap.parse_args(argv)
     root = Path(args.out)
