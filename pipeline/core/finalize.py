@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
 import numpy as np
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core import shards
-from pipeline.core.writer import join, read_json, shard_files, write_bytes
+from pipeline.core.writer import join, read_json, shard_files, write_bytes, write_json
 
 CLIP_LENGTH_BINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, float("inf"))
 _SHARD_SUFFIX = re.compile(r"(\.tar|\.parquet|_stats\.json)(\.tmp)?$")
@@ -139,3 +139,48 @@ def finalize_shards(
         index = shards.wids_index(entries, f"{prefix}-{split}")
         write_bytes(join(out, f"{prefix}-{split}.wids.json"), json.dumps(index, indent=1).encode())
     return manifest, shard_stats, all_failures, len(stale)
+
+
+def finalize_dataset(
+    out: str,
+    prefix: str,
+    planned: list[tuple[str, str]],
+    failures: list,
+    *,
+    failure_type: type,
+    manifest_table: Callable[[list[dict]], pa.Table],
+    stats_of: Callable[[pa.Table, list[dict], list[dict]], dict],
+) -> dict:
+    """A builder's finalize step: the core's manifest / errors / wids files (finalize_shards), then
+    stats_of(manifest, shard stats, every failure as a dict) (which may write the builder's own files), and
+    stats.json last. failures: the planning stages' records (failure_type instances); returns the stats."""
+    manifest, shard_stats, all_failures, n_stale = finalize_shards(
+        out,
+        prefix,
+        planned,
+        [f.to_dict() for f in failures],
+        failure_sort_key=lambda f: failure_type(**f).sort_key(),
+        empty_manifest=lambda: manifest_table([]),
+    )
+    stats = stats_of(manifest, shard_stats, all_failures)
+    stats["stale_files_removed"] = n_stale
+    write_json(join(out, "stats.json"), stats)
+    return stats
+
+
+def split_totals(shard_stats: list[dict], **summed: str) -> dict:
+    """{split: {"shards", "samples", "bytes", name: sum of each shard's stats[key] for name=key}}, sorted."""
+    per_split: dict[str, dict] = defaultdict(lambda: {"shards": 0, "samples": 0, "bytes": 0, **dict.fromkeys(summed, 0)})
+    for s in shard_stats:
+        d = per_split[s["split"]]
+        d["shards"] += 1
+        d["samples"] += s["n_samples"]
+        d["bytes"] += s["tar_bytes"]
+        for name, key in summed.items():
+            d[name] += s[key]
+    return {k: per_split[k] for k in sorted(per_split)}
+
+
+def by_scope_and_reason(failures: list[dict]) -> dict:
+    """{"<scope>: <reason>": count}, sorted: the stats' failures_by_scope_and_reason."""
+    return dict(sorted(Counter(f"{f['scope']}: {f['reason']}" for f in failures).items()))

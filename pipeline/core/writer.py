@@ -10,7 +10,7 @@ removed before a shard is rewritten). Temporary files go to the build's work dir
 A builder describes a shard as a sequence of *groups* (Ego-ExoClip: a take; EgoIT: a source video), each with
 the sources to decode (`SourceClips`) and a function that turns the cut clips into samples:
 
-    write_shard(out, name, split, fingerprint, groups, sources_of=..., samples_of=..., manifest=..., ...)
+    write_shard(out, plan, groups, fmt=..., layout=ShardLayout(sources_of=..., manifest=...), samples_of=...)
 """
 
 from __future__ import annotations
@@ -190,33 +190,43 @@ SamplesOf = Callable[
 ]
 
 
+@dataclass(frozen=True)
+class ShardLayout:
+    """How a builder turns its groups into a shard: the sources of a group to decode (`sources_of`), the
+    manifest table of the rows (`manifest`), extra fields of the shard's stats (`summarize(rows)`), and
+    what a group is called in progress events and log lines (`unit`, `group_name`, `samples_unit`)."""
+
+    sources_of: Callable[[object], Sequence[SourceClips]]
+    manifest: Callable[[list[dict]], pa.Table]
+    summarize: Callable[[list[dict]], dict] | None = None
+    unit: str = "group"
+    group_name: Callable[[object], str] = str
+    samples_unit: str = "samples"
+
+
 def write_shard(
     out: str,
-    name: str,
-    split: str,
-    fingerprint: str,
+    plan,
     groups: Iterable,
     *,
-    sources_of: Callable[[object], Sequence[SourceClips]],
+    fmt,
+    layout: ShardLayout,
     samples_of: SamplesOf,
-    manifest: Callable[[list[dict]], pa.Table],
-    fmt: ClipFormat,
-    decode_timeout_s: float,
-    decode_threads: int = 1,
-    summarize: Callable[[list[dict]], dict] | None = None,
     tmp_root: str | None = None,
-    unit: str = "group",
-    group_name: Callable[[object], str] = str,
-    samples_unit: str = "samples",
     on_group: Callable[[str, int, float], None] | None = None,
 ) -> dict:
-    """Write the shard's tar, parquet manifest and stats (last); returns the stats dict.
+    """Write the shard of `plan` (its .name, .split, .fingerprint) from `groups`: the tar, the parquet
+    manifest and the stats (last); returns the stats dict. fmt: the builder's output format (.clip, the
+    ClipFormat; .decode_timeout_s; .decode_threads).
 
     Failure records appended by `samples_of` need `to_dict()` and `sort_key()`; they go into the stats file
-    sorted. `summarize(rows)` adds builder-specific fields to the stats. After each group (written, or lost
-    with its failures reported) a progress event is recorded (pipeline.core.progress: `unit`, the group's
-    name, clips, samples) and on_group("<unit> <name> (<k> <samples_unit>)", clips cut, seconds) is called
-    (the worker's log line)."""
+    sorted. `layout.summarize(rows)` adds builder-specific fields to the stats. After each group (written,
+    or lost with its failures reported) a progress event is recorded (pipeline.core.progress: the unit, the
+    group's name, clips, samples) and on_group("<unit> <name> (<k> <samples_unit>)", clips cut, seconds) is
+    called (the worker's log line)."""
+    name, split, fingerprint = plan.name, plan.split, plan.fingerprint
+    sources_of, manifest, summarize = layout.sources_of, layout.manifest, layout.summarize
+    unit, group_name = layout.unit, layout.group_name
     files = shard_files(out, name)
     tmp_tar = f"{files['tar']}.tmp"
     failures: list = []
@@ -233,9 +243,8 @@ def write_shard(
             for group in groups:
                 started = time.monotonic()
                 group_dir = tempfile.mkdtemp(prefix="group-", dir=workdir)
-                clips, errors = extract_sources(
-                    sources_of(group), fmt, group_dir, timeout_s=decode_timeout_s, threads=decode_threads
-                )
+                clips, errors = extract_sources(sources_of(group), fmt.clip, group_dir,
+                                                timeout_s=fmt.decode_timeout_s, threads=fmt.decode_threads)  # fmt: skip
                 n_samples = 0
                 for sample, row in samples_of(group, clips, errors, failures):
                     writer.write(sample)
@@ -246,7 +255,7 @@ def write_shard(
                 progress.record("group", unit=unit, shard=name, group=gname, clips=n_clips, samples=n_samples,
                                 seconds=round(seconds, 3))  # fmt: skip
                 if on_group:
-                    on_group(f"{unit} {gname} ({n_samples} {samples_unit})", n_clips, seconds)
+                    on_group(f"{unit} {gname} ({n_samples} {layout.samples_unit})", n_clips, seconds)
             writer.close()
         FileSystems.rename([tmp_tar], [files["tar"]])
         buf = io.BytesIO()

@@ -10,8 +10,14 @@ from collections import Counter, defaultdict
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.core.finalize import clip_length_stats, finalize_shards, register_top_level
-from pipeline.core.writer import join, write_bytes, write_json
+from pipeline.core.finalize import (
+    by_scope_and_reason,
+    clip_length_stats,
+    finalize_dataset,
+    register_top_level,
+    split_totals,
+)
+from pipeline.core.writer import join, write_bytes
 from pipeline.egobench.plan import BenchFailure
 from pipeline.egobench.samples import manifest_table
 from pipeline.egobench.writer import SHARD_PREFIX, STAGING
@@ -33,29 +39,24 @@ def finalize(
     options: dict,
 ) -> dict:
     """planned: (shard name, task) of every shard of this build; counts: ((kind, name), n)."""
-    manifest, shard_stats, all_failures, n_stale = finalize_shards(
-        out,
-        SHARD_PREFIX,
-        planned,
-        [f.to_dict() for f in failures],
-        failure_sort_key=lambda f: BenchFailure(**f).sort_key(),
-        empty_manifest=lambda: manifest_table([]),
-    )
-    staging = join(out, STAGING)
-    if FileSystems.exists(staging):  # every shard is complete: the staged clips of multi-clip tasks are spent
-        FileSystems.delete([staging])
-    for benchmark, doc in sorted(sentence_sets, key=lambda s: s[0]):
-        write_bytes(
-            join(out, sentences_file(benchmark)), json.dumps(doc, ensure_ascii=False, indent=1).encode()
-        )
-    rows = manifest.select(["task", "benchmark", "clip_seconds", "has_answer"]).to_pylist()
-    stats = dataset_stats(rows, shard_stats, all_failures, counts, options)
-    stats["sentence_sets"] = {
-        b: {"file": sentences_file(b), "sentences": d["n_sentences"]} for b, d in sentence_sets
-    }
-    stats["stale_files_removed"] = n_stale
-    write_json(join(out, "stats.json"), stats)
-    return stats
+
+    def stats_of(manifest, shard_stats: list[dict], all_failures: list[dict]) -> dict:
+        staging = join(out, STAGING)
+        if FileSystems.exists(staging):  # every shard is complete: the staged clips of multi-clip tasks are spent
+            FileSystems.delete([staging])
+        for benchmark, doc in sorted(sentence_sets, key=lambda s: s[0]):
+            write_bytes(
+                join(out, sentences_file(benchmark)), json.dumps(doc, ensure_ascii=False, indent=1).encode()
+            )
+        rows = manifest.select(["task", "benchmark", "clip_seconds", "has_answer"]).to_pylist()
+        stats = dataset_stats(rows, shard_stats, all_failures, counts, options)
+        stats["sentence_sets"] = {
+            b: {"file": sentences_file(b), "sentences": d["n_sentences"]} for b, d in sentence_sets
+        }
+        return stats
+
+    return finalize_dataset(out, SHARD_PREFIX, planned, failures, failure_type=BenchFailure,
+                            manifest_table=manifest_table, stats_of=stats_of)  # fmt: skip
 
 
 def _sorted(counter: Counter) -> dict:
@@ -72,12 +73,6 @@ def dataset_stats(
     row_failures = [f for f in failures if f["scope"] == "record"]
     in_shards = Counter(r["task"] for r in rows)
     failed = Counter(f["task"] for f in item_failures)
-    per_task: dict[str, dict] = defaultdict(lambda: {"shards": 0, "samples": 0, "bytes": 0})
-    for s in shard_stats:
-        d = per_task[s["split"]]
-        d["shards"] += 1
-        d["samples"] += s["n_samples"]
-        d["bytes"] += s["tar_bytes"]
     read = sum(by_kind["items"].values())
     n_rows = sum(by_kind["rows"].values())
     return {
@@ -96,9 +91,9 @@ def dataset_stats(
         },
         # every row read is an item in a shard, an item failure or a row failure; 0 in a correct build
         "unaccounted_rows": n_rows - len(rows) - len(item_failures) - len(row_failures),
-        "tasks": {k: per_task[k] for k in sorted(per_task)},
+        "tasks": split_totals(shard_stats),
         "clip_length": clip_length_stats(np.array([r["clip_seconds"] for r in rows], dtype=np.float64)),
-        "failures_by_scope_and_reason": _sorted(Counter(f"{f['scope']}: {f['reason']}" for f in failures)),
+        "failures_by_scope_and_reason": by_scope_and_reason(failures),
         "item_failures_by_task_and_reason": _sorted(
             Counter(f"{f['task']}: {f['reason']}" for f in item_failures)
         ),

@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo, check_decode_settings
 from pipeline.core.writer import (
+    ShardLayout,
     SourceClips,
     extract_sources,
     join,
@@ -254,24 +255,10 @@ def build_shard(
         )
     else:
         sources_of, samples_of = group_sources, functools.partial(_group_samples, fmt=fmt)
-    return write_shard(
-        out,
-        plan.name,
-        plan.task,
-        plan.fingerprint,
-        plan.groups,
-        sources_of=sources_of,
-        samples_of=samples_of,
-        manifest=S.manifest_table,
-        fmt=fmt.clip,
-        decode_timeout_s=fmt.decode_timeout_s,
-        decode_threads=fmt.decode_threads,
-        summarize=lambda rows: {"n_items": len(rows)},
-        tmp_root=tmp_root,
-        unit="group",
-        group_name=lambda g: f"{plan.task} {g.name}",
-        on_group=on_group,
-    )
+    layout = ShardLayout(sources_of, S.manifest_table, summarize=lambda rows: {"n_items": len(rows)},
+                         group_name=lambda g: f"{plan.task} {g.name}")  # fmt: skip
+    return write_shard(out, plan, plan.groups, fmt=fmt, layout=layout, samples_of=samples_of, tmp_root=tmp_root,
+                       on_group=on_group)  # fmt: skip
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:

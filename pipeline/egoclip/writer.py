@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.core.clips import ClipFormat, ClipRequest, check_decode_settings
-from pipeline.core.writer import SourceClips, payload_bytes, write_shard
+from pipeline.core.writer import ShardLayout, SourceClips, payload_bytes, write_shard
 from pipeline.egoclip import samples as S
 from pipeline.egoclip.plan import ShardPlan, VideoPlan
 from pipeline.egoclip.rows import ClipFailure
@@ -61,6 +61,10 @@ def video_samples(video: VideoPlan, clips: dict, errors: dict, failures: list, *
         yield S.pack_clip(doc, payload, n_frames), S.manifest_row(doc, payload_bytes(payload))
 
 
+LAYOUT = ShardLayout(video_sources, S.manifest_table, unit="video", group_name=lambda v: v.video_uid,
+                     summarize=lambda rows: {"n_videos": len({r["video_uid"] for r in rows})})  # fmt: skip
+
+
 def build_shard(
     plan: ShardPlan,
     out: str,
@@ -70,24 +74,9 @@ def build_shard(
     on_group: Callable[[str, int, float], None] | None = None,
 ) -> dict:
     """Write the shard's tar, parquet manifest and stats (last). Returns the stats dict."""
-    return write_shard(
-        out,
-        plan.name,
-        plan.split,
-        plan.fingerprint,
-        plan.videos,
-        sources_of=video_sources,
-        samples_of=functools.partial(video_samples, n_frames=fmt.clip.n_frames),
-        manifest=S.manifest_table,
-        fmt=fmt.clip,
-        decode_timeout_s=fmt.decode_timeout_s,
-        decode_threads=fmt.decode_threads,
-        summarize=lambda rows: {"n_videos": len({r["video_uid"] for r in rows})},
-        tmp_root=tmp_root,
-        unit="video",
-        group_name=lambda v: v.video_uid,
-        on_group=on_group,
-    )
+    samples_of = functools.partial(video_samples, n_frames=fmt.clip.n_frames)
+    return write_shard(out, plan, plan.videos, fmt=fmt, layout=LAYOUT, samples_of=samples_of, tmp_root=tmp_root,
+                       on_group=on_group)  # fmt: skip
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:

@@ -9,8 +9,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pyarrow as pa
 
-from pipeline.core.finalize import clip_length_stats, finalize_shards
-from pipeline.core.writer import join, write_json
+from pipeline.core.finalize import by_scope_and_reason, clip_length_stats, finalize_dataset, split_totals
 from pipeline.egoexoclip.plan import Failure
 from pipeline.egoexoclip.samples import manifest_table
 from pipeline.egoexoclip.writer import SHARD_PREFIX
@@ -25,18 +24,8 @@ def finalize(
     options: dict,
 ) -> dict:
     """planned: (shard name, split) of every shard of this build. Returns the dataset stats."""
-    manifest, shard_stats, all_failures, n_stale = finalize_shards(
-        out,
-        SHARD_PREFIX,
-        planned,
-        [f.to_dict() for f in failures],
-        failure_sort_key=lambda f: Failure(**f).sort_key(),
-        empty_manifest=lambda: manifest_table([]),
-    )
-    stats = dataset_stats(manifest, shard_stats, all_failures, inputs, alpha, options)
-    stats["stale_files_removed"] = n_stale
-    write_json(join(out, "stats.json"), stats)
-    return stats
+    return finalize_dataset(out, SHARD_PREFIX, planned, failures, failure_type=Failure, manifest_table=manifest_table,
+                            stats_of=lambda m, shards, fails: dataset_stats(m, shards, fails, inputs, alpha, options))  # fmt: skip
 
 
 def dataset_stats(
@@ -56,14 +45,7 @@ def dataset_stats(
     # a pairs sample holds one pair; a moments sample (exo_cam null) holds one pair per exo view
     n_pairs = sum(1 if r["exo_cam"] is not None else len(r["exo_cams"]) for r in rows)
     narrations = {(r["take_uid"], r["narration_index"]): r for r in rows}
-    per_split: dict[str, dict] = defaultdict(
-        lambda: {"shards": 0, "samples": 0, "bytes": 0, "narrations": 0, "takes": 0}
-    )
-    for s in shard_stats:
-        d = per_split[s["split"]]
-        d["shards"] += 1
-        d["samples"] += s["n_samples"]
-        d["bytes"] += s["tar_bytes"]
+    per_split = split_totals(shard_stats)
     for split in per_split:
         per_split[split]["narrations"] = sum(1 for r in narrations.values() if r["split"] == split)
         per_split[split]["takes"] = len({r["take_uid"] for r in narrations.values() if r["split"] == split})
@@ -76,7 +58,7 @@ def dataset_stats(
     return {
         "options": options,
         "alpha": alpha,
-        "splits": {k: per_split[k] for k in sorted(per_split)},
+        "splits": per_split,
         "samples": len(rows),
         "pairs": n_pairs,
         "samples_by_split_and_scenario": {k: dict(sorted(v.items())) for k, v in sorted(scenarios.items())},
@@ -88,7 +70,5 @@ def dataset_stats(
         },
         "clip_length": clip_length_stats(lengths),
         "narrations_dropped_by_reason": dict(sorted(Counter(f["reason"] for f in lost).items())),
-        "failures_by_scope_and_reason": dict(
-            sorted(Counter(f"{f['scope']}: {f['reason']}" for f in failures).items())
-        ),
+        "failures_by_scope_and_reason": by_scope_and_reason(failures),
     }

@@ -4,12 +4,13 @@ views is decoded once, every clip cut from that pass, and the narrations' sample
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo, check_decode_settings
-from pipeline.core.writer import SourceClips, payload_bytes, write_shard
+from pipeline.core.writer import ShardLayout, SourceClips, payload_bytes, write_shard
 from pipeline.egoexoclip import samples as S
 from pipeline.egoexoclip.plan import Failure, NarrationPlan, ShardPlan, TakePlan, ViewClip
 
@@ -155,6 +156,10 @@ def _narration_count(rows: list[dict]) -> dict:
     return {"n_narrations": len({(r["take_uid"], r["narration_index"]) for r in rows})}
 
 
+LAYOUT = ShardLayout(take_sources, S.manifest_table, summarize=_narration_count, unit="take",
+                     group_name=lambda take: take.take.take_name)  # fmt: skip
+
+
 def build_shard(
     plan: ShardPlan,
     out: str,
@@ -165,25 +170,10 @@ def build_shard(
 ) -> dict:
     """Write the shard's tar, parquet manifest and stats (last). Returns the stats dict. A take is one group
     of the core's writer: its progress event and log line ("take <name> (<k> pairs)") come from there."""
-    return write_shard(
-        out,
-        plan.name,
-        plan.split,
-        plan.fingerprint,
-        plan.takes,
-        sources_of=take_sources,
-        samples_of=functools.partial(_take_samples, fmt=fmt),
-        manifest=S.manifest_table,
-        fmt=fmt.clip,
-        decode_timeout_s=fmt.decode_timeout_s,
-        decode_threads=fmt.decode_threads,
-        summarize=_narration_count,
-        tmp_root=tmp_root,
-        unit="take",
-        group_name=lambda take: take.take.take_name,
-        samples_unit="moments" if fmt.layout == "moments" else "pairs",
-        on_group=on_group,
-    )
+    layout = dataclasses.replace(LAYOUT, samples_unit="moments" if fmt.layout == "moments" else "pairs")
+    samples_of = functools.partial(_take_samples, fmt=fmt)
+    return write_shard(out, plan, plan.takes, fmt=fmt, layout=layout, samples_of=samples_of, tmp_root=tmp_root,
+                       on_group=on_group)  # fmt: skip
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:

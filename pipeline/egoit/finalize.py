@@ -9,8 +9,14 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from pipeline.core.finalize import clip_length_stats, finalize_shards, register_top_level
-from pipeline.core.writer import join, write_bytes, write_json
+from pipeline.core.finalize import (
+    by_scope_and_reason,
+    clip_length_stats,
+    finalize_dataset,
+    register_top_level,
+    split_totals,
+)
+from pipeline.core.writer import join, write_bytes
 from pipeline.egoit.plan import ItemFailure
 from pipeline.egoit.samples import manifest_table
 from pipeline.egoit.writer import SHARD_PREFIX
@@ -35,27 +41,21 @@ def videollama2_entries(rows: list[dict]) -> list[dict]:
 def finalize(out: str, planned: list[tuple[str, str]], failures: list[ItemFailure], counts: list,
              options: dict, write_training_json: bool) -> dict:  # fmt: skip
     """planned: (shard name, split) of every shard of this build; counts: ((source, stage, task), n)."""
-    manifest, shard_stats, all_failures, n_stale = finalize_shards(
-        out,
-        SHARD_PREFIX,
-        planned,
-        [f.to_dict() for f in failures],
-        failure_sort_key=lambda f: ItemFailure(**f).sort_key(),
-        empty_manifest=lambda: manifest_table([]),
-    )
-    rows = manifest.select(["key", "split", "source", "task", "clip_seconds", "clip_file", "conversations"])
-    rows = rows.to_pylist()
-    if write_training_json:
-        by_split = defaultdict(list)
-        for r in rows:
-            by_split[r["split"]].append(r)
-        for split, split_rows in sorted(by_split.items()):
-            doc = json.dumps(videollama2_entries(split_rows), ensure_ascii=False, indent=1)
-            write_bytes(join(out, training_json_name(split)), doc.encode())
-    stats = dataset_stats(rows, shard_stats, all_failures, counts, options)
-    stats["stale_files_removed"] = n_stale
-    write_json(join(out, "stats.json"), stats)
-    return stats
+
+    def stats_of(manifest, shard_stats: list[dict], all_failures: list[dict]) -> dict:
+        rows = manifest.select(["key", "split", "source", "task", "clip_seconds", "clip_file", "conversations"])
+        rows = rows.to_pylist()
+        if write_training_json:
+            by_split = defaultdict(list)
+            for r in rows:
+                by_split[r["split"]].append(r)
+            for split, split_rows in sorted(by_split.items()):
+                doc = json.dumps(videollama2_entries(split_rows), ensure_ascii=False, indent=1)
+                write_bytes(join(out, training_json_name(split)), doc.encode())
+        return dataset_stats(rows, shard_stats, all_failures, counts, options)
+
+    return finalize_dataset(out, SHARD_PREFIX, planned, failures, failure_type=ItemFailure,
+                            manifest_table=manifest_table, stats_of=stats_of)  # fmt: skip
 
 
 def _nested(counter: Counter) -> dict:
@@ -74,18 +74,12 @@ def dataset_stats(rows: list[dict], shard_stats: list[dict], failures: list[dict
         stage_counts[stage][(source, task)] += n
     in_shards = Counter((r["source"], r["task"]) for r in rows)
     item_failures = [f for f in failures if f["scope"] == "item"]
-    per_split: dict[str, dict] = defaultdict(lambda: {"shards": 0, "samples": 0, "bytes": 0})
-    for s in shard_stats:
-        d = per_split[s["split"]]
-        d["shards"] += 1
-        d["samples"] += s["n_samples"]
-        d["bytes"] += s["tar_bytes"]
     converted = sum(stage_counts["converted"].values())
     accounted = len(rows) + len([f for f in item_failures])
     near = Counter(f["source"] for f in item_failures if f["reason"] == "near duplicate")
     return {
         "options": options,
-        "splits": {k: per_split[k] for k in sorted(per_split)},
+        "splits": split_totals(shard_stats),
         "samples": len(rows),
         # rows of the annotation files: records + rows reported unusable (file-level failures have no rows)
         "input_rows": _nested(stage_counts["input"]),
@@ -100,7 +94,7 @@ def dataset_stats(rows: list[dict], shard_stats: list[dict], failures: list[dict
         },
         "near_duplicates_removed": {"by_source": dict(sorted(near.items())), "total": sum(near.values())},
         "clip_length": clip_length_stats(np.array([r["clip_seconds"] for r in rows], dtype=np.float64)),
-        "failures_by_scope_and_reason": dict(sorted(Counter(f"{f['scope']}: {f['reason']}" for f in failures).items())),
+        "failures_by_scope_and_reason": by_scope_and_reason(failures),
         "item_failures_by_source_and_reason": dict(
             sorted(Counter(f"{f['source']}: {f['reason']}" for f in item_failures).items())
         ),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo, check_decode_settings
-from pipeline.core.writer import SourceClips, join, payload_bytes, write_bytes, write_shard
+from pipeline.core.writer import ShardLayout, SourceClips, join, payload_bytes, write_bytes, write_shard
 from pipeline.egoit import samples as S
 from pipeline.egoit.plan import ItemFailure, ShardPlan, VideoPlan
 
@@ -85,6 +85,10 @@ def _video_samples(video: VideoPlan, clips: dict, errors: dict, failures: list, 
         yield S.pack_item(doc, payload, fmt.clip.n_frames), S.manifest_row(doc, payload_bytes(payload), rel)
 
 
+LAYOUT = ShardLayout(video_sources, S.manifest_table, summarize=lambda rows: {"n_items": len(rows)}, unit="video",
+                     group_name=lambda v: f"{v.source} {v.path}")  # fmt: skip
+
+
 def build_shard(
     plan: ShardPlan,
     out: str,
@@ -97,24 +101,9 @@ def build_shard(
     clip_dir = join(out, f"{CLIPS_DIR}/{plan.name}")
     if fmt.clip_files and FileSystems.exists(clip_dir):
         FileSystems.delete([clip_dir])  # a rebuilt shard rewrites its clips from scratch
-    return write_shard(
-        out,
-        plan.name,
-        plan.split,
-        plan.fingerprint,
-        plan.videos,
-        sources_of=video_sources,
-        samples_of=functools.partial(_video_samples, out=out, shard=plan.name, fmt=fmt),
-        manifest=S.manifest_table,
-        fmt=fmt.clip,
-        decode_timeout_s=fmt.decode_timeout_s,
-        decode_threads=fmt.decode_threads,
-        summarize=lambda rows: {"n_items": len(rows)},
-        tmp_root=tmp_root,
-        unit="video",
-        group_name=lambda v: f"{v.source} {v.path}",
-        on_group=on_group,
-    )
+    samples_of = functools.partial(_video_samples, out=out, shard=plan.name, fmt=fmt)
+    return write_shard(out, plan, plan.videos, fmt=fmt, layout=LAYOUT, samples_of=samples_of, tmp_root=tmp_root,
+                       on_group=on_group)  # fmt: skip
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:
