@@ -27,13 +27,8 @@ from pipeline.egoit.convert import (
     to_items,
     to_videollama2,
 )
-from pipeline.egoit.firstperson import (
-    answer_in_first_person,
-    egtea_sentence,
-    fix_person,
-    ssv2_sentence,
-    to_first_person,
-)
+from pipeline.egoit.firstperson import answer_in_first_person, fix_person, to_first_person
+from pipeline.egoit.labels import egtea_sentence, ssv2_sentence
 from pipeline.egoit.records import SOURCES, SourceRecord, VideoRef
 from tests.conftest import SHARED_REAL, needs_real
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.core.readers import uniform_indices
+from pipeline.core.values import UnsafePath, join_root, safe_relpath
 from pipeline.egoit.records import SOURCES, RecordFailure, SourceRecord
 from pipeline.egoit.sources import LAYOUTS, READERS, egoexolearn, egotimeqa, egtea, openeqa, ssv2
-from pipeline.egoit.sources.common import UnsafePath, join_root, safe_relpath, uniform_indices
 from tests.conftest import SHARED_REAL, needs_real
 
 EGTEA_REAL = SHARED_REAL / "egtea_gaze_plus"
@@ -552,7 +553,8 @@ def test_egoexolearn_every_failure_reason(tmp_path):
 def test_egoexolearn_file_scope_failures(tmp_path):
     write_csv(tmp_path / "ego_train.csv", [["a1", "0", "1", "", "x", "kitchen", "v1"]],
               header=["annotation_id", "start_sec", "end_sec", "narration_en", "video_uid"])  # no scenario
-    (tmp_path / "exo_train.csv").write_bytes("annotation_id,narration_en\nx,caf\xe9\n".encode("latin-1"))
+    # a header that is not UTF-8 fails the file (a bad byte in a data row costs that row: test_readers_hardening)
+    (tmp_path / "exo_train.csv").write_bytes("annotation_id,caf\xe9\nx,y\n".encode("latin-1"))
     records, failures = split(egoexolearn.read(tmp_path, exists=None))
     assert not records and [(f.file, f.record, f.reason) for f in failures] == [
         ("ego_train.csv", "", "schema violation"), ("exo_train.csv", "", "unreadable file")]

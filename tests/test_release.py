@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.core.ego4d import normalize_text
 from pipeline.egoexoclip.release import (
     NarrationFilters,
     RecordError,
     join_under_root,
-    normalize_text,
     parse_bool,
     parse_take,
     parse_take_descriptions,

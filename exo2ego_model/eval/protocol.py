@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.egobench.records import TASKS
+from pipeline.datasets import EGOBENCH_TASKS as TASKS
 
 from .bench_io import ItemError, SentenceSet, clips_of, digest_of
 from .choice import parse_choice

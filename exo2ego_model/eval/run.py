@@ -74,7 +74,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.egobench.records import TASKS
+from pipeline.datasets import EGOBENCH_TASKS as TASKS
 
 from .bench_io import (  # noqa: F401
     SENTENCES_FILE,

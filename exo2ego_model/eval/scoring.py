@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.egobench.records import TASKS
+from pipeline.datasets import EGOBENCH_TASKS as TASKS
 
 from . import paper
 from .bench_io import SentenceSet, digest_of

@@ -95,7 +95,8 @@ def meteor(preds: Sequence[str], refs, wordnet="auto") -> float:
 
 def sentence_similarity(preds: Sequence[str], refs, encoder=None) -> float:
     """Mean dot product of unit embeddings of each prediction and its first reference."""
-    from pipeline.egoit.dedup import embed, load_encoder
+    from pipeline.datasets import embed_texts as embed
+    from pipeline.datasets import load_text_encoder as load_encoder
 
     p, r = _pairs(preds, refs)
     encoder = load_encoder() if encoder is None else encoder

@@ -6,7 +6,7 @@
 
 Readers are pure functions over the annotation files (no Beam, no decoding): every row of every file ends up
 either as a BenchItem or as a RecordFailure with a reason, so the tests can count both on the real files.
-RecordFailure is EgoIT's (pipeline/egoit/records.py): the same fields and meaning.
+VideoRef and RecordFailure are the core's (pipeline/core/records.py), shared with EgoIT.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.egoit.records import RecordFailure, VideoRef
+from pipeline.core.records import RecordFailure, VideoRef
 
 __all__ = ["METRICS", "TASKS", "BenchItem", "RecordFailure", "VideoRef"]
 

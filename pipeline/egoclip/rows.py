@@ -14,17 +14,25 @@ error_bad_lines=False)``) is TAB-separated with a header; the columns used here:
 
 Other columns (an index column, say) are ignored; columns are found by their header name. Pure functions, no Beam:
 the tests count rows and failures directly.
+
+Every bad input costs only its row (pipeline/core/readers.py): a line is a row (narrations hold no line breaks),
+so a caption that opens a quote and never closes it is one "malformed row", not the 19 rows its quote would
+swallow; a row holding a byte that is not UTF-8 (the caller decodes with errors="replace" or
+"surrogateescape") is "not UTF-8"; times must be finite and within +-MAX_SECONDS, narration_ind and tags within
+64 bits; control, bidi and zero-width characters are removed from clip_text.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
-from pipeline.egoexoclip.release import normalize_text
+from pipeline.core.ego4d import caption
+from pipeline.core.readers import NOT_UTF8, csv_records, undecodable
+from pipeline.core.text import clean_text
+from pipeline.core.values import MAX_SECONDS, BadRow
 
 COLUMNS = (
     "video_uid",
@@ -44,13 +52,12 @@ MALFORMED_ROW = "malformed row"  # not the header's number of fields, or not par
 BAD_FIELD = "bad field"  # video_uid / narration_ind / tags unusable
 BAD_TIMES = "bad times"  # a time is not a finite number, or clip_end <= clip_start
 EMPTY_TEXT = "empty text"
+NOT_UTF8_ROW = NOT_UTF8  # a byte that is not UTF-8 (U+FFFD after a decode with errors="replace")
 PATH_ESCAPE = "path escape"  # a video_uid that names a path, not a file under the video root
 
 _UID = re.compile(r"^[A-Za-z0-9_\-]+$")
 _PASS = re.compile(r"^narration_pass_(\d+)$")
-_TAGS = re.compile(r"^\[?\s*(-?\d+(?:\s*,\s*-?\d+)*)?\s*,?\s*\]?$")
-_NARRATION_TAG = re.compile(r"^#\s*[CO](?![\w'])\s*")  # Ego4D's "#C" / "#O" in front of the narration
-_UNSURE = re.compile(r"#\s*unsure\b", re.IGNORECASE)
+_TAGS = re.compile(r"^\[?\s*(-?[0-9]+(?:\s*,\s*-?[0-9]+)*)?\s*,?\s*\]?$")
 
 
 @dataclass(frozen=True)
@@ -100,18 +107,7 @@ class ClipRow:
     tag_noun: tuple[int, ...]
 
 
-class BadRow(ValueError):
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
-
-
-def caption(raw: str) -> str:
-    """EgoClip narration -> training caption, as Ego-ExoClip's: "#C C picks a bag" -> "Camera-wearer picks a
-    bag", "#O man X hands C a cup" -> "Man X hands the camera-wearer a cup"; "#unsure" -> "something"."""
-    text = _NARRATION_TAG.sub("", raw.strip(), count=1)
-    text = normalize_text(_UNSURE.sub("something", text))
-    return text[:1].upper() + text[1:]
+__all__ = ["COLUMNS", "BadRow", "ClipFailure", "ClipRow", "caption", "parse_row", "read_rows"]
 
 
 def source_tag(narration_source: str) -> str:
@@ -123,20 +119,24 @@ def source_tag(narration_source: str) -> str:
 
 
 def seconds(value: str, name: str) -> float:
+    """A time in s, finite and within +-MAX_SECONDS (clip_start may be negative: EgoVLP clamps it)."""
     try:
-        number = float(value)
+        number = float(value) if len(value) <= 64 else math.inf
     except ValueError:
         raise BadRow(BAD_TIMES, f"{name}={value!r}") from None
-    if not math.isfinite(number):
-        raise BadRow(BAD_TIMES, f"{name}={value!r}")
+    if not math.isfinite(number) or abs(number) > MAX_SECONDS:
+        raise BadRow(BAD_TIMES, f"{name}={value[:60]!r}")
     return number
 
 
 def tags(value: str, name: str) -> tuple[int, ...]:
     m = _TAGS.match(value.strip())
     if not m:
-        raise BadRow(BAD_FIELD, f"{name}={value!r}: not a list of ints")
-    return tuple(int(x) for x in re.findall(r"-?\d+", m.group(1) or ""))
+        raise BadRow(BAD_FIELD, f"{name}={value[:120]!r}: not a list of ints")
+    numbers = re.findall(r"-?[0-9]+", m.group(1) or "")
+    if any(len(x.lstrip("-0")) > 18 for x in numbers):
+        raise BadRow(BAD_FIELD, f"{name}={value[:120]!r}: an int beyond 64 bits")
+    return tuple(int(x) for x in numbers)
 
 
 def check_uid(uid: str) -> str:
@@ -152,67 +152,71 @@ def parse_row(row: int, fields: dict[str, str]) -> ClipRow:
     tags, so a row with several problems reports the first."""
     uid = check_uid(fields["video_uid"].strip())
     ind_text = fields["narration_ind"].strip()
-    m = re.fullmatch(r"(\d+)(?:\.0*)?", ind_text)  # "12", or "12.0" from a float column
-    if not m:
-        raise BadRow(BAD_FIELD, f"narration_ind={ind_text!r}")
+    m = re.fullmatch(r"([0-9]+)(?:\.0*)?", ind_text)  # "12", or "12.0" from a float column
+    if not m or len(m.group(1).lstrip("0")) > 18:  # within 64 bits
+        raise BadRow(BAD_FIELD, f"narration_ind={ind_text[:60]!r}")
     ind = int(m.group(1))
     start = seconds(fields["clip_start"].strip(), "clip_start")
     end = seconds(fields["clip_end"].strip(), "clip_end")
     at = seconds(fields["narration_time"].strip(), "narration_time")
     if end <= start:
         raise BadRow(BAD_TIMES, f"clip_end {end:g} <= clip_start {start:g}")
-    raw = fields["clip_text"]
+    raw = clean_text(fields["clip_text"])
     text = caption(raw)
     if not text:
-        raise BadRow(EMPTY_TEXT, repr(raw))
+        raise BadRow(EMPTY_TEXT, repr(raw[:120]))
     try:
-        dur = float(fields["video_dur"])
+        dur = float(fields["video_dur"]) if len(fields["video_dur"]) <= 64 else -1.0
     except ValueError:
         dur = -1.0
+    dur = dur if math.isfinite(dur) and 0 <= dur <= MAX_SECONDS else -1.0
     source = fields["narration_source"].strip()
-    return ClipRow(row, f"{uid}-{source_tag(source)}-{ind:06d}", uid, dur if math.isfinite(dur) else -1.0, source,
-                   ind, at, start, end, raw, text, tags(fields["tag_verb"], "tag_verb"),
-                   tags(fields["tag_noun"], "tag_noun"))  # fmt: skip
+    return ClipRow(row, f"{uid}-{source_tag(source)}-{ind:06d}", uid, dur, source, ind, at, start, end, raw, text,
+                   tags(fields["tag_verb"], "tag_verb"), tags(fields["tag_noun"], "tag_noun"))  # fmt: skip
 
 
 def read_rows(lines: Iterable[str], file: str) -> Iterator[ClipRow | ClipFailure]:
     """Every data row of the csv text as a ClipRow or a row-scope ClipFailure (blank lines are not rows); a
     header without the needed columns gives one file-scope failure and nothing else."""
-    reader = csv.reader(iter(lines), delimiter="\t")
-    try:
-        header = [h.strip().lstrip("\ufeff") for h in next(reader)]
-    except StopIteration:
+    records = csv_records(lines, "\t", multiline=False)
+    first = next(records, None)
+    if first is None:
         yield ClipFailure(BAD_HEADER, "file", file=file, detail="empty file")
         return
-    except csv.Error as err:
-        yield ClipFailure(BAD_HEADER, "file", file=file, detail=str(err))
+    if isinstance(first[1], BadRow):
+        yield ClipFailure(BAD_HEADER, "file", file=file, detail=first[1].detail)
         return
+    header = [h.strip().lstrip("\ufeff") for h in first[1]]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         yield ClipFailure(
             BAD_HEADER, "file", file=file, detail=f"missing columns {missing}; header {header[:12]}"
         )
         return
-    row = 0
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as err:
-            row += 1
-            yield ClipFailure(MALFORMED_ROW, "row", row, file=file, detail=str(err)[:300])
+    for row, fields in records:
+        if isinstance(fields, BadRow):
+            yield ClipFailure(fields.reason, "row", row, file=file, detail=fields.detail[:300])
             continue
-        if not fields:
-            continue
-        row += 1
         if len(fields) != len(header):
             yield ClipFailure(MALFORMED_ROW, "row", row, video_uid=fields[0][:100], file=file,
                               detail=f"{len(fields)} fields, the header has {len(header)}")  # fmt: skip
             continue
         values = dict(zip(header, fields, strict=True))
+        if any("\ufffd" in f for f in fields) or undecodable(
+            fields
+        ):  # the caller's decode replaced / escaped it
+            detail = undecodable(fields) or "U+FFFD (a byte that is not UTF-8, replaced)"
+            yield ClipFailure(
+                NOT_UTF8_ROW, "row", row, video_uid=_shown_uid(values), file=file, detail=detail
+            )
+            continue
         try:
             yield parse_row(row, values)
         except BadRow as err:
-            yield ClipFailure(err.reason, "row", row, video_uid=values["video_uid"].strip()[:100], file=file,
+            yield ClipFailure(err.reason, "row", row, video_uid=_shown_uid(values), file=file,
                               detail=err.detail[:300])  # fmt: skip
+
+
+def _shown_uid(values: dict[str, str]) -> str:
+    uid = values["video_uid"].strip()[:100]
+    return uid if uid.isprintable() else ascii(uid)[1:-1][:100]

@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pipeline.egoexoclip.release import RecordError
+from pipeline.egoexoclip.checks import RecordError
 
 WINDOW_RULES = ("egoclip", "fixed")
 

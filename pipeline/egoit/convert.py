@@ -19,22 +19,15 @@ from typing import Any
 
 import yaml
 
-from pipeline.egoit.firstperson import (
-    ActionPhrasing,
-    answer_in_first_person,
-    egtea_sentence,
-    fix_person,
-    ssv2_sentence,
-    to_first_person,
-)
-from pipeline.egoit.records import SOURCES, EgoITItem, SourceRecord, Turn
+from pipeline.egoit.firstperson import answer_in_first_person, fix_person, to_first_person
+from pipeline.egoit.labels import ActionPhrasing, egtea_sentence, ssv2_sentence
+from pipeline.egoit.records import SOURCES, EgoITItem, SourceRecord, Turn, item_key
 
 TEMPLATES_PATH = Path(__file__).with_name("templates.yaml")
 TEMPLATES_PER_SOURCE = 10
 QUESTION_SOURCES = frozenset({"egotimeqa", "openeqa"})  # records bring their own question
 SPLITS = ("train", "val")
 VIDEO_TOKEN = "<video>"
-MAX_ID_CHARS = 80
 LETTERS = "ABCDEFGHIJ"
 # The fields each source's records carry (SourceRecord's docstring) and metadata keeps; other fields a reader
 # adds are left out so that every item of a source has the same metadata keys (samples.META_FIELDS).
@@ -174,12 +167,9 @@ def template_index(source: str, record_id: str) -> int:
 
 
 def item_id(source: str, record_id: str, suffix: str = "") -> str:
-    """`<source>-<record_id>[-<suffix>]` with [^A-Za-z0-9_-] -> '_'; over 80 chars -> 63 chars + '-' + 16 hex."""
-    raw = f"{source}-{record_id}" + (f"-{suffix}" if suffix else "")
-    clean = re.sub(r"[^A-Za-z0-9_-]", "_", raw)
-    if len(clean) > MAX_ID_CHARS:
-        clean = clean[:63] + "-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
-    return clean
+    """`<source>-<record_id>[-<suffix>]` with [^A-Za-z0-9_-] -> '_'; over 80 chars -> 63 chars + '-' + 16 hex
+    (records.item_key: the keys the readers claimed, so no two items of a source share one)."""
+    return item_key(source, record_id, suffix)
 
 
 # ---------------------------------------------------------------------------------------------- items

@@ -1,113 +1,44 @@
 """Putting EgoIT text in the first person (the camera wearer speaks: "I am putting the cup on the table.").
 
-    egtea_sentence(verb, nouns, phrasing)     EGTEA action -> "I am <verb-ing> the <noun> [<prep> the <noun>]."
-    ssv2_sentence(template, placeholders)     SSv2 template + placeholders -> "I am spinning the cube that ..."
     fix_person(text)                          you/your/C/the person/the left hand -> I/me/my (+ verb agreement)
     to_first_person(text)                     fix_person + imperatives get a subject ("Add salt" -> "I add salt")
     answer_in_first_person(answer, question)  "gave it to Person B" for "What did I do ...?" -> "I gave it to ..."
 
-Every verb form comes from lemminflect's lexicon (getInflection / getAllLemmas / getAllInflections); the word
-lists below are closed classes (determiners, prepositions, auxiliaries), which no inflection lexicon covers.
+Verb forms and the closed word classes are in lexicon.py; EGTEA and SSv2 labels as sentences in labels.py.
 Text is handled as a token list (words, punctuation, whitespace) so that the original spacing survives.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from functools import lru_cache
 
-from lemminflect import getAllInflections, getAllLemmas, getInflection
+from lemminflect import getAllLemmas
+
+from pipeline.egoit.lexicon import (
+    ACTOR_MENTION,
+    ACTOR_NOUNS,
+    AUXILIARIES,
+    BODY_PART_COMPOUNDS,
+    BODY_PARTS,
+    CLAUSE_OPENERS,
+    DETERMINERS,
+    I_FORMS,
+    LEAD_ADVERBS,
+    PARTICLES,
+    PREPOSITIONS,
+    PRONOUN_OBJECTS,
+    SIDES,
+    UNTIL,
+    YOU_CONTRACTIONS,
+    YOUR_FORMS,
+    base_form,
+    inflect,
+    is_adverb,
+    is_base_verb,
+    verb_tags,
+)
 
 _TOKEN = re.compile(r"\s+|\w+(?:['’-]\w+)*|[^\w\s]")
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-DETERMINERS = _words(
-    "a an the this that these those some any my your his her its our their each every another no both all "
-    "either neither several many few much more most one two three four five six seven eight nine ten half "
-    "enough"
-)
-PRONOUN_OBJECTS = _words("something someone somebody anything nothing everything it them me myself him us")
-# Prepositions that never open a clause: "you" after them is an object ("in front of you" -> "in front of me").
-PREPOSITIONS = _words(
-    "about above across against along among around at behind below beneath beside between beyond by down "
-    "during for from in inside into near of off on onto opposite out outside over past per through to "
-    "toward towards under underneath up upon via with within without than like"
-)
-# Words after which a new clause (and so possibly a subject) starts.
-CLAUSE_OPENERS = _words(
-    "and or but so then while when whenever as after before until till if because once since where "
-    "whereas although though unless that which nor yet"
-)
-AUXILIARIES = _words(
-    "am is are was were be been being do does did have has had can could will would shall should may "
-    "might must can't cannot don't doesn't didn't won't wouldn't shouldn't couldn't isn't aren't wasn't "
-    "weren't haven't hasn't hadn't"
-)
-# Sentence adverbs that stay in front of an inserted subject ("Then use" -> "Then I use").
-LEAD_ADVERBS = _words(
-    "then next finally first firstly secondly thirdly afterwards afterward lastly subsequently meanwhile "
-    "now again later also"
-)
-UNTIL = _words("until till while when before after")  # "Wait until ...", "Stir while ..."
-PARTICLES = _words("up down out off in on over away back aside together apart around through")
-BODY_PARTS = _words("hand hands finger fingers thumb thumbs palm palms arm arms wrist wrists fist fists")
-BODY_PART_COMPOUNDS = _words("towel towels mixer blender cream soap sanitizer sanitiser wash brush saw drill")
-SIDES = _words("left right other")
-# Agreement when the subject becomes "I": from "you" (are/were) or from a third person singular (is/has/does).
-I_FORMS = {
-    "are": "am", "were": "was", "aren't": "am not", "weren't": "wasn't", "is": "am", "isn't": "am not",
-    "has": "have", "hasn't": "haven't", "does": "do", "doesn't": "don't",
-}  # fmt: skip
-ACTOR_NOUNS = _words("person wearer cameraman host chef")  # "The person holds" -> "I hold"
-ACTOR_MENTION = r"\b(?:his|her|their)\s+(?:left\s+|right\s+|other\s+)?hands?\b|\bthe\s+(?:person|host|chef)\b"
-YOU_CONTRACTIONS = {"you're": "I'm", "you've": "I've", "you'll": "I'll", "you'd": "I'd"}
-YOUR_FORMS = {"your": "my", "yours": "mine", "yourself": "myself", "yourselves": "ourselves"}
-
-
-# ---------------------------------------------------------------------------------------------- lexicon helpers
-@lru_cache(maxsize=65536)
-def verb_tags(word: str) -> frozenset[str]:
-    """Penn tags (VB, VBD, VBG, VBN, VBP, VBZ) `word` can have as a verb, per lemminflect's lexicon."""
-    w = word.lower()
-    if w in DETERMINERS or w in PREPOSITIONS or w in CLAUSE_OPENERS or "'" in w:
-        return frozenset()
-    tags: set[str] = set()
-    for lemma in getAllLemmas(w, upos="VERB").get("VERB", ()):
-        if w == lemma:
-            tags.update(("VB", "VBP"))
-        for tag, forms in getAllInflections(lemma, upos="VERB").items():
-            if w in forms:
-                tags.add(tag)
-    if not tags and "-" in w:  # "stir-fry", "pan-fry": the last part carries the verb
-        tags = set(verb_tags(w.rsplit("-", 1)[1])) & {"VB", "VBP", "VBZ", "VBD", "VBG", "VBN"}
-    return frozenset(tags)
-
-
-def is_base_verb(word: str) -> bool:
-    return "VB" in verb_tags(word)
-
-
-def _is_adverb(word: str) -> bool:
-    if word.lower() in PREPOSITIONS or word.lower() in CLAUSE_OPENERS:
-        return False
-    pos = getAllLemmas(word.lower())
-    return bool(pos) and set(pos) == {"ADV"} or (word.lower().endswith("ly") and not verb_tags(word))
-
-
-def inflect(verb: str, tag: str) -> str:
-    """`verb` (base form, may be hyphenated) in form `tag` via lemminflect; OOV words use its rules."""
-    forms = getInflection(verb, tag=tag)
-    return forms[0] if forms else verb
-
-
-def base_form(word: str) -> str:
-    lemmas = getAllLemmas(word.lower(), upos="VERB").get("VERB")
-    return lemmas[0] if lemmas else word.lower()
 
 
 # ---------------------------------------------------------------------------------------------- tokens
@@ -155,7 +86,7 @@ def _is_finite(word: str) -> bool:
 
 
 def _skip_adverbs(toks: list[str], i: int | None) -> int | None:
-    while i is not None and _is_word(toks[i]) and _is_adverb(toks[i]) and not _is_finite(toks[i]):
+    while i is not None and _is_word(toks[i]) and is_adverb(toks[i]) and not _is_finite(toks[i]):
         i = _next(toks, i)
     return i
 
@@ -372,7 +303,7 @@ def _give_subject(sent: list[str]) -> list[str]:
             return _insert_i(sent, i)  # "Do not fry for too long" -> "I do not fry for too long"
     if _imperative_at(sent, i, strict=False):
         return _insert_i(sent, i)
-    if _is_adverb(sent[i]) and (v := _next(sent, i)) is not None and _imperative_at(sent, v, strict=False):
+    if is_adverb(sent[i]) and (v := _next(sent, i)) is not None and _imperative_at(sent, v, strict=False):
         return _insert_i(sent, i)  # "Gently stir" -> "I gently stir"
     if low in DETERMINERS - {"one"} or low in ("i", "we", "he", "she", "they", "it", "there", "my"):
         return sent  # a sentence with its own subject
@@ -389,7 +320,7 @@ def _give_subject(sent: list[str]) -> list[str]:
             w = _next(sent, w)  # "..., gently lift the pot"
         if w is not None and _imperative_at(sent, w, strict=True):
             return _insert_i(sent, v)
-    g = _next(sent, i) if _is_adverb(sent[i]) else i  # "Repeatedly using a dropper ..."
+    g = _next(sent, i) if is_adverb(sent[i]) else i  # "Repeatedly using a dropper ..."
     if (
         g is not None
         and "VBG" in verb_tags(sent[g])
@@ -427,7 +358,7 @@ def _imperative_at(sent: list[str], i: int, *, strict: bool) -> bool:
     if not noun_too or _object_follows(sent, i):
         return True
     tags = verb_tags(nxt)
-    if "VBG" in tags or "VBN" in tags or _is_adverb(sent[n]) or nxt[:1].isdigit():
+    if "VBG" in tags or "VBN" in tags or is_adverb(sent[n]) or nxt[:1].isdigit():
         return True  # "start stirring", "add chopped onions", "stir gently", "add 50 grams"
     if strict:
         return False
@@ -451,7 +382,9 @@ def _unknown_word(word: str) -> bool:
 
 def _object_follows(sent: list[str], i: int) -> bool:
     n = _next(sent, i)
-    return n is not None and sent[n].lower() in DETERMINERS | PRONOUN_OBJECTS | PREPOSITIONS | PARTICLES | UNTIL
+    return (
+        n is not None and sent[n].lower() in DETERMINERS | PRONOUN_OBJECTS | PREPOSITIONS | PARTICLES | UNTIL
+    )
 
 
 def _insert_i(sent: list[str], i: int, subject: str = "I ") -> list[str]:
@@ -504,86 +437,3 @@ def answer_in_first_person(answer: str, question: str) -> str:
     else:
         verb = lemma
     return tidy(f"I {verb}{rest}")
-
-
-# ---------------------------------------------------------------------------------------------- EGTEA / SSv2
-@dataclass(frozen=True)
-class ActionPhrasing:
-    """How EGTEA labels read as English (data from templates.yaml): verb label -> phrase with "{0}" where the
-    first noun goes, a one-noun variant ("put {0} down"), prepositions for noun slots 2.., noun phrases."""
-
-    verbs: dict[str, str] = field(default_factory=dict)
-    one_noun: dict[str, str] = field(default_factory=dict)
-    prepositions: dict[str, list[str]] = field(default_factory=dict)  # by verb label
-    action_prepositions: dict[str, list[str]] = field(default_factory=dict)  # by action label, wins over verb
-    nouns: dict[str, str] = field(default_factory=dict)
-
-
-def egtea_sentence(verb: str, nouns: list[str], phrasing: ActionPhrasing | None = None) -> str:
-    """("Put", ["cup", "table"]) -> "I am putting the cup on the table." (progressive, first person)."""
-    ph = phrasing or ActionPhrasing()
-    nps = [ph.nouns.get(n, "the " + n.replace("_", " ")) for n in nouns]
-    phrase = (ph.one_noun.get(verb) if len(nps) == 1 else None) or ph.verbs.get(verb)
-    if phrase is None:  # "Divide/Pull Apart" -> "divide {0}"; a particle stays with its verb ("turn on {0}")
-        phrase = verb.split("/")[0].strip().lower() + " {0}"
-    if "{0}" not in phrase:
-        phrase += " {0}"
-    text = phrase.replace("{0}", nps[0] if nps else "").strip()
-    preps = ph.action_prepositions.get(f"{verb} {','.join(nouns)}") or ph.prepositions.get(verb) or ["with"]
-    for k, np in enumerate(nps[1:]):
-        text += f" {preps[min(k, len(preps) - 1)]} {np}"
-    head, _, rest = text.partition(" ")
-    return tidy(f"I am {inflect(head, 'VBG')} {rest}")
-
-
-_SLOT = re.compile(r"\[([^\]]*)\]")
-
-
-def clean_placeholder(text: str) -> str:
-    """Crowd-typed SSv2 placeholders carry stray quotes, backslashes, brackets and full stops."""
-    text = "".join(ch for ch in text if ch.isprintable())
-    text = re.sub(r"['’]{2,}|[\\\"`\[\]{}]", " ", text)
-    text = re.sub(r"\s+", " ", text).strip(" .,;:'")
-    return text or "something"
-
-
-def noun_phrase(text: str) -> str:
-    """A placeholder as a definite noun phrase unless it already has a determiner, number or is a pronoun."""
-    words = text.split()
-    first = words[0].lower()
-    if (
-        first in DETERMINERS
-        or first[0].isdigit()
-        or first in PRONOUN_OBJECTS
-        or text.lower() in PRONOUN_OBJECTS
-    ):
-        return text
-    return "the " + text
-
-
-def ssv2_sentence(template: str, placeholders: list[str], slot_phrases: dict[str, str] | None = None) -> str:
-    """("Spinning [something] that quickly stops spinning", ["cube"]) -> "I am spinning the cube that quickly
-    stops spinning." Slots are filled in order; `slot_phrases` keeps what a descriptive slot said ("[something
-    unbendable]" -> "{}, which cannot be bent,") when the placeholder does not already say it."""
-    slots = _SLOT.findall(template)
-    if len(slots) != len(placeholders):
-        raise ValueError(f"{len(slots)} slots in {template!r} but {len(placeholders)} placeholders")
-    parts, after_number = [], False
-    for slot, raw in zip(slots, placeholders, strict=True):
-        text = clean_placeholder(raw)
-        np = text if after_number or slot == "number of" else noun_phrase(text)
-        pattern = (slot_phrases or {}).get(slot)
-        if pattern and not _says_already(text, slot):
-            np = pattern.replace("{}", np)
-        parts.append(np)
-        after_number = slot == "number of"
-    filled = iter(parts)
-    body = _SLOT.sub(lambda _m: next(filled), template)
-    body = body[0].lower() + body[1:]
-    return tidy(fix_person(("I see " if template.startswith("[") else "I am ") + body))
-
-
-def _says_already(placeholder: str, slot: str) -> bool:
-    generic = {"something", "some", "thing", "things", "that", "many", "other", "already"}
-    keys = {w for w in re.findall(r"[a-z]+", slot.lower()) if len(w) > 3 and w not in generic}
-    return bool(keys & set(re.findall(r"[a-z]+", placeholder.lower()))) or placeholder.lower() == slot.lower()

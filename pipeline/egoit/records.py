@@ -6,31 +6,32 @@
 
 Readers are pure functions over the annotation files (no Beam, no decoding): every row of every file ends up
 either as a SourceRecord or as a RecordFailure with a reason, so the tests can count both on the real files.
+VideoRef and RecordFailure are the core's (pipeline/core/records.py), shared with EgoBench.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
+
+from pipeline.core.keys import safe_key
+from pipeline.core.records import RecordFailure, VideoRef
+
+__all__ = [
+    "SOURCES",
+    "TASKS",
+    "EgoITItem",
+    "ReadResult",
+    "RecordFailure",
+    "SourceRecord",
+    "Turn",
+    "VideoRef",
+    "item_key",
+]
 
 SOURCES = ("egtea", "ssv2", "egotimeqa", "openeqa", "egoexolearn")
 TASKS = ("action_recognition", "open_qa", "multiple_choice", "description")
-
-
-@dataclass(frozen=True)
-class VideoRef:
-    """Where the pixels of a record are, relative to its source's video root (POSIX path, never absolute,
-    never escaping the root). A video file with an optional [start_sec, end_sec) window (None = the file's
-    start / end), or an image sequence (`frames`: image files in temporal order, `path` = their folder)."""
-
-    path: str
-    start_sec: float | None = None
-    end_sec: float | None = None
-    frames: tuple[str, ...] = ()
-
-    @property
-    def is_image_sequence(self) -> bool:
-        return bool(self.frames)
 
 
 @dataclass(frozen=True)
@@ -59,21 +60,6 @@ class SourceRecord:
 
 
 @dataclass(frozen=True)
-class RecordFailure:
-    """An annotation row (or a whole file) that cannot be used, and why. `record` names the row: a line or row
-    number ("line 17", "row 203") and/or the record's own id."""
-
-    source: str
-    file: str
-    record: str
-    reason: str  # short and groupable ("schema violation", "bad time", "unknown label", ...)
-    detail: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class Turn:
     speaker: str  # "human" | "gpt" (VideoLLaMA2 / LLaVA naming)
     text: str
@@ -92,4 +78,17 @@ class EgoITItem:
     video_id: str
     video: VideoRef
     conversations: tuple[Turn, ...]
-    metadata: dict[str, Any] = field(default_factory=dict)  # source fields kept for reference (no None values)
+    metadata: dict[str, Any] = field(
+        default_factory=dict
+    )  # source fields kept for reference (no None values)
+
+
+# What a reader yields: every row of every file read as exactly one record or one failure.
+ReadResult = Iterator[SourceRecord | RecordFailure]
+
+
+def item_key(source: str, record_id: str, suffix: str = "") -> str:
+    """The id (and sample key) of a record's item: `<source>-<record_id>[-<suffix>]` made key-safe by the core's
+    sanitiser (pipeline/core/keys.py). Readers claim these keys (KeyClaims) so that no two records of a
+    source share one; the converter names its items with them."""
+    return safe_key(f"{source}-{record_id}" + (f"-{suffix}" if suffix else ""))

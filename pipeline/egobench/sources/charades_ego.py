@@ -13,18 +13,23 @@ import os
 import re
 from pathlib import Path
 
-from pipeline.egobench.records import BenchItem, RecordFailure, VideoRef
-from pipeline.egobench.sources.common import Result, check_id, guarded, locate, per_file, unique, where
-from pipeline.egoit.sources.common import (
-    BadRow,
+from pipeline.core.readers import (
     Exists,
     SourceFileError,
-    annotation_folder,
     csv_rows,
     failure,
-    finite_number,
+    file_or_folder,
+    locate,
+    per_file,
     read_text,
+    row_results,
+    text_lines,
 )
+from pipeline.core.records import RecordFailure, VideoRef
+from pipeline.core.text import clean_text
+from pipeline.core.values import BadRow, seconds, shown
+from pipeline.egobench.records import BenchItem
+from pipeline.egobench.sources.common import Result, check_id, first_of_id
 
 SOURCE = "charades_ego"
 CSV_NAME = "CharadesEgo_v1_test_only1st.csv"
@@ -51,17 +56,19 @@ def read_classes(path: str) -> tuple[tuple[str, ...], list[RecordFailure]]:
     """Charades_v1_classes.txt -> the labels in class order (c000 first). Lines must number the classes
     c000, c001, ... in order; any bad line is a failure (and the caller cannot use the list)."""
     labels: list[str] = []
-    failures = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
+    failures: list[RecordFailure] = []
+
+    def label(number: int, line: str) -> None:
         m = CLASS_LINE.fullmatch(line.rstrip())
-        if m is None or not m[2].strip():
-            failures.append(failure(SOURCE, path, f"line {number}", "schema violation", repr(line)))
-        elif int(m[1]) != len(labels) + len(failures):
-            failures.append(failure(SOURCE, path, f"line {number}", "class out of order", f"c{m[1]}"))
-        else:
-            labels.append(m[2].strip())
+        if m is None or not clean_text(m[2]).strip():
+            raise BadRow("schema violation", shown(line))
+        if int(m[1]) != len(labels) + len(failures):
+            raise BadRow("class out of order", f"c{m[1]}")
+        labels.append(clean_text(m[2]).strip())
+
+    for result in row_results(SOURCE, path, text_lines(path), label, unit="line"):
+        if result is not None:
+            failures.append(result)
     return tuple(labels), failures
 
 
@@ -72,9 +79,14 @@ def parse_actions(text: str, n_classes: int) -> list[tuple[int, float, float]]:
         if not piece.strip():
             continue
         m = ACTION.fullmatch(piece.strip())
-        times = (finite_number(m[2]), finite_number(m[3])) if m else (None, None)
-        if m is None or None in times:
-            raise BadRow("bad action", repr(piece))
+        try:
+            times = (
+                (seconds(m[2], "start", negative=True), seconds(m[3], "end", negative=True)) if m else None
+            )
+        except BadRow:
+            times = None
+        if m is None or times is None:
+            raise BadRow("bad action", shown(piece))
         if int(m[1]) >= n_classes:
             raise BadRow("unknown label", f"c{m[1]} (there are {n_classes} classes)")
         actions.append((int(m[1]), *times))
@@ -83,34 +95,35 @@ def parse_actions(text: str, n_classes: int) -> list[tuple[int, float, float]]:
 
 def _rows(path: str, labels: tuple[str, ...], root: str, exists: Exists, keep_unlabelled: bool) -> Result:
     seen: set = set()
-    for number, row in csv_rows(read_text(path), ("id", "actions", "length")):
-        record = where(number, row.get("id"))
 
-        def build(row=row):
-            if None in row or None in row.values():
-                raise BadRow("schema violation", "not the header's number of fields")
-            video_id = check_id(row["id"], "id")
-            if not video_id.endswith("EGO"):
-                raise BadRow("not egocentric", f"{video_id} does not end in EGO")
-            length = finite_number(row["length"])
-            if length is None or length <= 0:
-                raise BadRow("bad time", f"length {row['length']!r}")
-            actions = parse_actions(row["actions"], len(labels))
-            if not actions and not keep_unlabelled:
-                raise BadRow("no actions", video_id)
-            candidates = [VideoRef(f"CharadesEgo_v1_480/{video_id}.mp4"), VideoRef(f"{video_id}.mp4")]
-            return BenchItem(
-                task="charades_ego",
-                item_id=video_id,
-                source_file=os.path.basename(path),
-                videos=(locate(root, candidates, exists),),
-                question="",
-                options=labels,
-                answer=tuple(sorted({a[0] for a in actions})),
-                metadata={"video_id": video_id, "length_sec": length, "n_actions": len(actions)},
-            )
+    def build(number: int, row: dict) -> BenchItem:
+        video_id = check_id(row["id"], "id")
+        if not video_id.endswith("EGO"):
+            raise BadRow("not egocentric", f"{video_id} does not end in EGO")
+        try:
+            length = seconds(row["length"], "length")
+        except BadRow:
+            length = 0.0
+        if length <= 0:
+            raise BadRow("bad time", f"length {shown(row['length'])}")
+        actions = parse_actions(row["actions"], len(labels))
+        if not actions and not keep_unlabelled:
+            raise BadRow("no actions", video_id)
+        candidates = [VideoRef(f"CharadesEgo_v1_480/{video_id}.mp4"), VideoRef(f"{video_id}.mp4")]
+        item = BenchItem(
+            task="charades_ego",
+            item_id=video_id,
+            source_file=os.path.basename(path),
+            videos=(locate(root, candidates, exists),),
+            question="",
+            options=labels,
+            answer=tuple(sorted({a[0] for a in actions})),
+            metadata={"video_id": video_id, "length_sec": length, "n_actions": len(actions)},
+        )
+        return first_of_id(item, seen)
 
-        yield unique(guarded(SOURCE, path, record, build), seen, SOURCE, path, record)
+    rows = csv_rows(read_text(path), ("id", "actions", "length"))
+    yield from row_results(SOURCE, path, rows, build, lambda row: row.get("id"))
 
 
 def read(
@@ -122,12 +135,8 @@ def read(
     keep_unlabelled: bool = True,
 ) -> Result:
     """The failures of the classes file, then one item per CSV row in row order."""
-    if os.path.isfile(annotations):
-        path = os.fspath(annotations)
-        folder, download_root = annotation_folder(os.path.dirname(path) or ".", "CharadesEgo")
-    else:
-        folder, download_root = annotation_folder(annotations, "CharadesEgo")
-        path = os.path.join(folder, CSV_NAME)
+    given, folder, download_root = file_or_folder(annotations, "CharadesEgo")
+    path = given or os.path.join(folder, CSV_NAME)
     root = os.fspath(videos) if videos is not None else download_root
     classes_path = os.fspath(classes) if classes is not None else os.path.join(folder, CLASSES_NAME)
     try:

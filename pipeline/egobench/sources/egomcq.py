@@ -11,9 +11,11 @@ import os
 import re
 from pathlib import Path
 
+from pipeline.core.ego4d import caption, ego4d_videos
+from pipeline.core.readers import Exists, locate, per_file, read_json, row_results, split_path
+from pipeline.core.values import MAX_INT, BadRow, seconds, shown, text_field
 from pipeline.egobench.records import BenchItem
-from pipeline.egobench.sources.common import Result, check_id, ego4d_videos, guarded, locate, per_file
-from pipeline.egoit.sources.common import BadRow, Exists, finite_number, read_json, text_field
+from pipeline.egobench.sources.common import Result, check_id
 
 SOURCE = "egomcq"
 FILE_NAME = "egomcq.json"
@@ -36,35 +38,38 @@ EgoMCQ (`egomcq` -> task egomcq, video_choice: 5 candidate clips)
 """
 
 
-def caption(raw: str) -> str:
-    """EgoClip's caption rule (pipeline/egoclip/rows.py), imported on first use: its package pulls in Beam."""
-    from pipeline.egoclip.rows import caption as egoclip_caption
-
-    return egoclip_caption(raw)
-
-
 def _tags(value, name: str) -> list[int]:
-    if isinstance(value, list) and all(type(v) is int and v >= 0 for v in value):
+    if isinstance(value, list) and all(type(v) is int and 0 <= v <= MAX_INT for v in value):
         return list(value)
-    m = TAGS.fullmatch(value.strip()) if isinstance(value, str) else None
-    if m is None:
-        raise BadRow("bad label", f"{name}={value!r}")
-    return [int(x) for x in re.findall(r"\d+", m[1] or "")]
+    m = TAGS.fullmatch(value.strip()) if isinstance(value, str) and value.isascii() else None
+    digits = re.findall(r"\d+", m[1] or "") if m else []
+    if m is None or any(len(d.lstrip("0")) > 18 for d in digits):
+        raise BadRow("bad label", f"{name}={shown(value)}")
+    return [int(d) for d in digits]
 
 
 def _clip(clip) -> tuple[str, float, float, str]:
     """(video_uid, start, end, raw clip_text) of a clip; start clamped at 0 as EgoVLP does."""
     if not isinstance(clip, dict):
         raise TypeError(f"clip is {type(clip).__name__}")
-    uid, text = check_id(text_field(clip, "video_uid"), "video_uid"), text_field(clip, "clip_text")
-    start, end = finite_number(clip.get("clip_start")), finite_number(clip.get("clip_end"))
-    if start is None or end is None or any(isinstance(clip.get(k), str) for k in ("clip_start", "clip_end")):
-        raise BadRow("bad time", f"{clip.get('clip_start')!r}-{clip.get('clip_end')!r}")
+    uid, text = (
+        check_id(text_field(clip, "video_uid", clean=False), "video_uid"),
+        text_field(clip, "clip_text"),
+    )
+    try:
+        if any(isinstance(clip.get(k), str) for k in ("clip_start", "clip_end")):
+            raise BadRow("bad time")
+        start = seconds(clip.get("clip_start"), "clip_start", negative=True)
+        end = seconds(clip.get("clip_end"), "clip_end", negative=True)
+    except BadRow:
+        raise BadRow(
+            "bad time", f"{shown(clip.get('clip_start'), 60)}-{shown(clip.get('clip_end'), 60)}"
+        ) from None
     start = max(start, 0.0)
     if end <= start:
         raise BadRow("empty window", f"{start}-{end}")
     if not caption(text).strip():
-        raise BadRow("empty text", repr(text))
+        raise BadRow("empty text", shown(text))
     return uid, start, end, text
 
 
@@ -79,9 +84,9 @@ def _item(key: str, entry, path: str, root: str, exists: Exists) -> BenchItem:
         )
     answer, types = entry["answer"], entry["types"]
     if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < N_CHOICES:
-        raise BadRow("bad answer", repr(answer))
-    if types not in TYPES or isinstance(types, bool):
-        raise BadRow("bad type", repr(types))
+        raise BadRow("bad answer", shown(answer))
+    if isinstance(types, bool) or types not in TYPES:
+        raise BadRow("bad type", shown(types))
     query = entry["query"]
     _, _, _, query_text = _clip(query)
     clips = [_clip(choices[str(i)]) for i in range(N_CHOICES)]
@@ -106,19 +111,23 @@ def _item(key: str, entry, path: str, root: str, exists: Exists) -> BenchItem:
     )
 
 
+def _order(key: str) -> tuple:
+    """Numeric keys in numeric order (EgoVLP indexes the dict by str(i)), anything else after, in file order."""
+    return (0, int(key), "") if key.isascii() and key.isdecimal() and len(key) <= 18 else (1, 0, "")
+
+
 def _entries(path: str, root: str, exists: Exists) -> Result:
     data = read_json(path, dict)
-    # numeric keys in numeric order (EgoVLP indexes the dict by str(i)), anything else after, in file order
-    for key in sorted(data, key=lambda k: (0, int(k), "") if k.isdecimal() else (1, 0, "")):
-        yield guarded(SOURCE, path, f"key {key}", lambda key=key: _item(key, data[key], path, root, exists))
+    rows = ((key, data[key]) for key in sorted(data, key=_order))
+    yield from row_results(
+        SOURCE, path, rows, lambda key, entry: _item(key, entry, path, root, exists), unit="key"
+    )
 
 
 def read(
     annotations: str | Path, videos: str | Path | None = None, *, exists: Exists = os.path.exists
 ) -> Result:
     """Items of egomcq.json by key. Keys are unique (a JSON object), so there are no duplicate ids."""
-    path = os.fspath(annotations)
-    if not os.path.isfile(path):
-        path = os.path.join(path, FILE_NAME)
-    root = os.fspath(videos) if videos is not None else os.path.dirname(path) or "."
+    path, folder = split_path(annotations, FILE_NAME)
+    root = os.fspath(videos) if videos is not None else folder
     yield from per_file(SOURCE, path, lambda: _entries(path, root, exists))

@@ -20,22 +20,13 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from pipeline.egobench.records import BenchItem, VideoRef
-from pipeline.egobench.sources.common import (
-    EGO4D_FULL,
-    Result,
-    check_id,
-    choice_index,
-    ego4d_videos,
-    guarded,
-    integer,
-    locate,
-    nonempty,
-    per_file,
-    unique,
-    where,
-)
-from pipeline.egoit.sources.common import BadRow, Exists, read_json, safe_name, text_field
+from pipeline.core.ego4d import FULL_SCALE, ego4d_videos
+from pipeline.core.readers import Exists, json_rows, locate, per_file, row_results, split_path
+from pipeline.core.records import VideoRef
+from pipeline.core.text import clean_text
+from pipeline.core.values import BadRow, integer, safe_name, shown, text_field
+from pipeline.egobench.records import BenchItem
+from pipeline.egobench.sources.common import Result, check_id, choice_index, first_of_id, nonempty
 
 SOURCE = "egoplan"
 FILE_NAME = "EgoPlan_validation.json"
@@ -45,7 +36,7 @@ QUESTION = (
     "Considering the progress shown in the video and my current observation in the last frame, "
     "what action should I take next in order to {}?"
 )
-EGO4D_FOLDERS = ("Ego4D/v1_288p/", "v1_288p/", *(f"Ego4D/{f}" for f in EGO4D_FULL), *EGO4D_FULL)
+EGO4D_FOLDERS = ("Ego4D/v1_288p/", "v1_288p/", *(f"Ego4D/{f}" for f in FULL_SCALE), *FULL_SCALE)
 EPIC_VIDEO = re.compile(r"(P\d\d)_(\d+)")
 
 LAYOUT = """\
@@ -70,7 +61,7 @@ def epic_frame_rate(video_id: str, table: Mapping[str, float] | None = None) -> 
     """The rate of an EPIC video's frame numbers (see the module docstring)."""
     m = EPIC_VIDEO.fullmatch(video_id)
     if m is None:
-        raise BadRow("bad id", f"{video_id!r} is not an EPIC-KITCHENS video id")
+        raise BadRow("bad id", f"{shown(video_id)} is not an EPIC-KITCHENS video id")
     if table and video_id in table:
         return float(table[video_id])
     return EPIC55_FPS if len(m[2]) == 2 else EPIC100_FPS
@@ -90,7 +81,7 @@ def _progress(row: dict) -> list[tuple[str, int, int]]:
         )
         if stop < start:
             raise BadRow("bad progress", f"{start}-{stop}")
-        out.append((step["narration_text"], start, stop))
+        out.append((clean_text(step["narration_text"]), start, stop))
     return out
 
 
@@ -108,6 +99,7 @@ def _item(row: dict, path: str, root: str, exists: Exists, epic_fps) -> BenchIte
     )
     if not all(isinstance(v, str) for v in (source, domain, scenario)):
         raise TypeError("video_source, domain and scenario must be strings")
+    domain, scenario = clean_text(domain), clean_text(scenario)
     video_id = row["video_id"] if "video_id" in row else sample_id.rpartition("_")[0]
     video_id = safe_name(check_id(video_id, "video_id"))
     steps = _progress(row)
@@ -124,7 +116,7 @@ def _item(row: dict, path: str, root: str, exists: Exists, epic_fps) -> BenchIte
         fps = epic_frame_rate(video_id, epic_fps)
         names = [f"{prefix}{video_id[:3]}/videos/{video_id}.MP4" for prefix in ("EPIC-KITCHENS/", "")]
     else:
-        raise BadRow("unknown video source", repr(source))
+        raise BadRow("unknown video source", shown(source))
     candidates = [VideoRef(name, start / fps, (observation + 1) / fps) for name in names]
     return BenchItem(
         task="egoplan",
@@ -152,10 +144,11 @@ def _item(row: dict, path: str, root: str, exists: Exists, epic_fps) -> BenchIte
 
 def _rows(path: str, root: str, exists: Exists, epic_fps) -> Result:
     seen: set = set()
-    for number, row in enumerate(read_json(path, list), start=1):
-        record = where(number, row.get("sample_id") if isinstance(row, dict) else None)
-        result = guarded(SOURCE, path, record, lambda row=row: _item(row, path, root, exists, epic_fps))
-        yield unique(result, seen, SOURCE, path, record)
+
+    def build(number: int, row) -> BenchItem:
+        return first_of_id(_item(row, path, root, exists, epic_fps), seen)
+
+    yield from row_results(SOURCE, path, json_rows(path), build, lambda row: row.get("sample_id"))
 
 
 def read(
@@ -166,8 +159,6 @@ def read(
     epic_fps: Mapping[str, float] | None = None,
 ) -> Result:
     """Items of the EgoPlan json in row order."""
-    path = os.fspath(annotations)
-    if not os.path.isfile(path):
-        path = os.path.join(path, FILE_NAME)
-    root = os.fspath(videos) if videos is not None else os.path.dirname(path) or "."
+    path, folder = split_path(annotations, FILE_NAME)
+    root = os.fspath(videos) if videos is not None else folder
     yield from per_file(SOURCE, path, lambda: _rows(path, root, exists, epic_fps))

@@ -11,29 +11,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.egobench.records import BenchItem, RecordFailure, VideoRef
-from pipeline.egobench.sources.common import (
-    Result,
-    check_id,
-    ego4d_videos,
-    guarded,
-    locate,
-    nonempty,
-    per_file,
-    unique,
-    where,
-)
-from pipeline.egoit.sources.common import (
-    BadRow,
+from pipeline.core.ego4d import ego4d_videos
+from pipeline.core.readers import (
     Exists,
     SourceFileError,
     csv_rows,
     failure,
+    json_rows,
+    locate,
+    per_file,
     read_json,
     read_text,
-    text_field,
-    window_seconds,
+    row_results,
 )
+from pipeline.core.records import RecordFailure, VideoRef
+from pipeline.core.text import clean_text
+from pipeline.core.values import BadRow, shown, text_field, window_seconds
+from pipeline.egobench.records import BenchItem
+from pipeline.egobench.sources.common import Result, check_id, first_of_id, nonempty
 
 SOURCE = "egoschema"
 QUESTIONS = "questions.json"
@@ -61,34 +56,40 @@ EgoSchema (`egoschema` -> task egoschema, 5-way choice)
 """
 
 
+def _entries(path: str, build) -> tuple[dict, list[RecordFailure]]:
+    """{key: build(key, value)} of a JSON object file, and the failures of the entries build refused."""
+    data = read_json(path, dict)
+    table, failures = {}, []
+    for key, result in zip(data, row_results(SOURCE, path, data.items(), build, unit="key"), strict=True):
+        if isinstance(result, RecordFailure):
+            failures.append(result)
+        else:
+            table[key] = result
+    return table, failures
+
+
+def _answer(key: str, value) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < N_OPTIONS:
+        return value
+    raise BadRow("bad answer", f"{shown(value)} is not an int 0-4")
+
+
+def _window(key: str, value) -> tuple[str, float, float]:
+    if not isinstance(value, dict):
+        raise TypeError(f"entry is {type(value).__name__}")
+    uid = check_id(text_field(value, "video_uid", clean=False), "video_uid")
+    start, end = window_seconds(value["starting_sec"], value["ending_sec"])
+    return uid, start, end
+
+
 def load_answers(path: str) -> tuple[dict[str, int], list[RecordFailure]]:
     """subset_answers.json -> {q_uid: index}; entries that are not an int 0-4 are failures."""
-    answers, failures = {}, []
-    for key, value in read_json(path, dict).items():
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < N_OPTIONS:
-            answers[key] = value
-        else:
-            failures.append(failure(SOURCE, path, f"key {key}", "bad answer", f"{value!r} is not an int 0-4"))
-    return answers, failures
+    return _entries(path, _answer)
 
 
 def load_windows(path: str) -> tuple[dict[str, tuple[str, float, float]], list[RecordFailure]]:
     """uid_to_ego4d.json -> {q_uid: (video_uid, starting_sec, ending_sec)}."""
-    windows, failures = {}, []
-    for key, value in read_json(path, dict).items():
-        try:
-            if not isinstance(value, dict):
-                raise TypeError(f"entry is {type(value).__name__}")
-            uid = check_id(text_field(value, "video_uid"), "video_uid")
-            start, end = window_seconds(value["starting_sec"], value["ending_sec"])
-            windows[key] = (uid, start, end)
-        except BadRow as e:
-            failures.append(failure(SOURCE, path, f"key {key}", e.reason, e.detail))
-        except (KeyError, TypeError) as e:
-            failures.append(
-                failure(SOURCE, path, f"key {key}", "schema violation", f"{type(e).__name__}: {e}")
-            )
-    return windows, failures
+    return _entries(path, _window)
 
 
 def _aux(path: str, load) -> tuple[dict, list[RecordFailure]]:
@@ -102,6 +103,7 @@ class _Items:
     def __init__(self, path, root, exists, answers, windows, ego4d):
         self.path, self.root, self.exists = path, root, exists
         self.answers, self.windows, self.ego4d = answers, windows, ego4d
+        self.seen: set = set()
 
     def item(self, q_uid, question, options, answer, drive_id) -> BenchItem:
         nonempty(question, *options)
@@ -112,7 +114,7 @@ class _Items:
         if not candidates:
             raise BadRow("no ego4d window", f"{q_uid} is not in {WINDOWS}")
         uid, start, end = window or ("", -1.0, -1.0)
-        return BenchItem(
+        item = BenchItem(
             task="egoschema",
             item_id=q_uid,
             source_file=os.path.basename(self.path),
@@ -127,55 +129,40 @@ class _Items:
                 "source_end_sec": end,
             },
         )
+        return first_of_id(item, self.seen)
+
+    def from_row(self, number: int, row) -> BenchItem:
+        q_uid = check_id(text_field(row, "q_uid", clean=False), "q_uid")
+        options = [text_field(row, f"option {i}") for i in range(N_OPTIONS)]
+        drive_id = row.get("google_drive_id", "")
+        question = text_field(row, "question")
+        drive_id = clean_text(drive_id) if isinstance(drive_id, str) else ""
+        return self.item(q_uid, question, options, self.answers.get(q_uid), drive_id)
+
+    def from_csv_row(self, number: int, row: dict) -> BenchItem:
+        q_uid = check_id(row["video_name"], "video_name")
+        options = [clean_text(row[f"a{i}"], newlines=True) for i in range(N_OPTIONS)]
+        answer = clean_text(row["answer"], newlines=True)
+        matches = [i for i, text in enumerate(options) if text.strip() == answer.strip()]
+        public = self.answers.get(q_uid)
+        if not matches:
+            raise BadRow("answer not in options", shown(row["answer"]))
+        if public is not None and public not in matches:
+            raise BadRow("answer mismatch", f"answer text is option {matches}, {ANSWERS} says {public}")
+        if public is None and len(matches) > 1:
+            raise BadRow("ambiguous answer", f"answer text is options {matches}")
+        question = clean_text(row["question"], newlines=True)
+        return self.item(
+            q_uid, question, options, matches[0] if public is None else public, row["question_id"]
+        )
 
     def from_json(self) -> Result:
-        seen: set = set()
-        for number, row in enumerate(read_json(self.path, list), start=1):
-            record = where(number, row.get("q_uid") if isinstance(row, dict) else None)
-
-            def build(row=row):
-                q_uid = check_id(text_field(row, "q_uid"), "q_uid")
-                options = [text_field(row, f"option {i}") for i in range(N_OPTIONS)]
-                drive_id = row.get("google_drive_id", "")
-                return self.item(
-                    q_uid,
-                    text_field(row, "question"),
-                    options,
-                    self.answers.get(q_uid),
-                    drive_id if isinstance(drive_id, str) else "",
-                )
-
-            yield unique(guarded(SOURCE, self.path, record, build), seen, SOURCE, self.path, record)
+        rows = json_rows(self.path)
+        yield from row_results(SOURCE, self.path, rows, self.from_row, lambda row: row.get("q_uid"))
 
     def from_csv(self) -> Result:
-        seen: set = set()
-        for number, row in csv_rows(read_text(self.path), CSV_COLUMNS):
-            record = where(number, row.get("video_name"))
-
-            def build(row=row):
-                if None in row or None in row.values():
-                    raise BadRow("schema violation", "not the header's number of fields")
-                q_uid = check_id(row["video_name"], "video_name")
-                options = [row[f"a{i}"] for i in range(N_OPTIONS)]
-                matches = [i for i, text in enumerate(options) if text.strip() == row["answer"].strip()]
-                public = self.answers.get(q_uid)
-                if not matches:
-                    raise BadRow("answer not in options", repr(row["answer"]))
-                if public is not None and public not in matches:
-                    raise BadRow(
-                        "answer mismatch", f"answer text is option {matches}, {ANSWERS} says {public}"
-                    )
-                if public is None and len(matches) > 1:
-                    raise BadRow("ambiguous answer", f"answer text is options {matches}")
-                return self.item(
-                    q_uid,
-                    row["question"],
-                    options,
-                    matches[0] if public is None else public,
-                    row["question_id"],
-                )
-
-            yield unique(guarded(SOURCE, self.path, record, build), seen, SOURCE, self.path, record)
+        rows = csv_rows(read_text(self.path), CSV_COLUMNS)
+        yield from row_results(SOURCE, self.path, rows, self.from_csv_row, lambda row: row.get("video_name"))
 
 
 def read(

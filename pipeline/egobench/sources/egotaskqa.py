@@ -18,28 +18,23 @@ import os
 import re
 from pathlib import Path
 
-from pipeline.egobench.records import BenchItem, VideoRef
-from pipeline.egobench.sources.common import (
-    Result,
-    check_id,
-    choice_index,
-    guarded,
-    locate,
-    nonempty,
-    per_file,
-    unique,
-    where,
-)
-from pipeline.egoit.sources.common import (
-    BadRow,
+from pipeline.core.readers import (
     Exists,
     failure,
+    json_rows,
+    locate,
+    per_file,
     read_json,
-    safe_name,
-    text_field,
-    text_list,
+    row_results,
+    split_path,
+    undecodable,
     uniform_indices,
 )
+from pipeline.core.records import VideoRef
+from pipeline.core.text import clean_text
+from pipeline.core.values import MAX_INT, BadRow, decimal, safe_name, shown, text_field, text_list
+from pipeline.egobench.records import BenchItem
+from pipeline.egobench.sources.common import Result, check_id, choice_index, first_of_id, nonempty
 
 SOURCE, SOURCE_MCQ = "egotaskqa", "egotaskqa_mcq"
 MCQ_FILE = "egotaskqa.json"
@@ -76,10 +71,11 @@ def interval_video(interval: str, n_frames: int) -> tuple[list[VideoRef], dict]:
     """The candidate videos of an interval and its metadata; BadRow "bad interval" / "empty window"."""
     m = INTERVAL.fullmatch(interval)
     if m is None:
-        raise BadRow("bad interval", repr(interval))
-    start, end = int(m["start"]), int(m["end"])
+        raise BadRow("bad interval", shown(interval))
+    start = decimal(m["start"], "start", reason="bad interval", maximum=MAX_INT // 2)
+    end = decimal(m["end"], "end", reason="bad interval", maximum=MAX_INT // 2)
     if end <= start:
-        raise BadRow("empty window", repr(interval))
+        raise BadRow("empty window", shown(interval))
     frames = tuple(f"img_{start + k + 1:05d}.jpg" for k in uniform_indices(end - start, n_frames))
     candidates = [
         VideoRef(safe_name(interval + ".mp4")),
@@ -99,55 +95,56 @@ def _original_rows(path: str, task: str, split: str, root: str, exists: Exists, 
     rows = read_json(path, list)
     vocab: dict[str, set[str]] = {"*": set()}  # semantic -> the file's open answers of that kind; "*": all
     for row in rows:
-        answer = row.get("answer") if isinstance(row, dict) else None
-        if isinstance(answer, str) and answer.strip() and answer.strip().lower() not in BINARY:
+        answer = row.get("answer") if isinstance(row, dict) and undecodable(row) is None else None
+        answer = clean_text(answer, newlines=True) if isinstance(answer, str) else ""
+        if answer.strip() and answer.strip().lower() not in BINARY:
             vocab.setdefault(_semantic(row), set()).add(answer)
             vocab["*"].add(answer)
     seen: set = set()
-    for number, row in enumerate(rows, start=1):
-        record = where(number, row.get("question_id") if isinstance(row, dict) else None)
 
-        def build(row=row, number=number):
-            question, answer = text_field(row, "question"), text_field(row, "answer")
-            nonempty(question, answer)
-            ident = row.get("question_id")
-            ident = check_id(ident, "question_id") if ident is not None else f"row{number:05d}"
-            candidates, meta = interval_video(text_field(row, "interval"), n_frames)
-            if answer.strip().lower() in BINARY:
-                group, options, answer = "binary", BINARY, answer.strip().lower()
-            else:  # the answers of the same kind; all open answers when the kind has only one
-                kind = _semantic(row) if len(vocab[_semantic(row)]) >= 2 else "*"
-                group, options = f"open:{kind}", tuple(sorted(vocab[kind]))
-            if len(options) < 2:
-                raise BadRow("too few options", f"the file has no other open answer than {answer!r}")
-            meta.update(
-                split=split,
-                question_type=text_list(row, "type"),
-                category=text_list(row, "category"),
-                semantic=row.get("semantic", ""),
-                structural=row.get("structural", ""),
-                reasoning_type=row.get("reasoning_type", ""),
-                answer_group=group,
-            )
-            if not all(isinstance(meta[k], str) for k in ("semantic", "structural", "reasoning_type")):
-                raise TypeError("semantic, structural and reasoning_type must be strings")
-            return BenchItem(
-                task=task,
-                item_id=ident,
-                source_file=os.path.basename(path),
-                videos=(locate(root, candidates, exists),),
-                question=question,
-                options=options,
-                answer=options.index(answer),
-                metadata=meta,
-            )
+    def build(number: int, row) -> BenchItem:
+        question, answer = text_field(row, "question"), text_field(row, "answer")
+        nonempty(question, answer)
+        ident = row.get("question_id")
+        ident = check_id(ident, "question_id") if ident is not None else f"row{number:05d}"
+        candidates, meta = interval_video(text_field(row, "interval", clean=False), n_frames)
+        if answer.strip().lower() in BINARY:
+            group, options, answer = "binary", BINARY, answer.strip().lower()
+        else:  # the answers of the same kind; all open answers when the kind has only one
+            kind = _semantic(row) if len(vocab[_semantic(row)]) >= 2 else "*"
+            group, options = f"open:{kind}", tuple(sorted(vocab[kind]))
+        if len(options) < 2:
+            raise BadRow("too few options", f"the file has no other open answer than {shown(answer)}")
+        meta.update(
+            split=split,
+            question_type=text_list(row, "type"),
+            category=text_list(row, "category"),
+            semantic=row.get("semantic", ""),
+            structural=row.get("structural", ""),
+            reasoning_type=row.get("reasoning_type", ""),
+            answer_group=group,
+        )
+        if not all(isinstance(meta[k], str) for k in ("semantic", "structural", "reasoning_type")):
+            raise TypeError("semantic, structural and reasoning_type must be strings")
+        meta.update({k: clean_text(meta[k]) for k in ("semantic", "structural", "reasoning_type")})
+        item = BenchItem(
+            task=task,
+            item_id=ident,
+            source_file=os.path.basename(path),
+            videos=(locate(root, candidates, exists),),
+            question=question,
+            options=options,
+            answer=options.index(answer),
+            metadata=meta,
+        )
+        return first_of_id(item, seen)
 
-        yield unique(guarded(SOURCE, path, record, build), seen, SOURCE, path, record)
+    yield from row_results(SOURCE, path, enumerate(rows, start=1), build, lambda row: row.get("question_id"))
 
 
 def _semantic(row: dict) -> str:
     semantic = row.get("semantic")
-    return semantic if isinstance(semantic, str) else ""
+    return clean_text(semantic) if isinstance(semantic, str) else ""
 
 
 def read(
@@ -190,42 +187,36 @@ def read(
 def _mcq_rows(path: str, root: str, exists: Exists, n_frames: int) -> Result:
     seen: set = set()
     asked: set[tuple[str, str]] = set()
-    for number, row in enumerate(read_json(path, list), start=1):
-        record = where(number)
 
-        def build(row=row, number=number):
-            question, video_path, option = text_field(row, "q"), text_field(row, "video_path"), row["option"]
-            if (
-                not isinstance(option, dict)
-                or list(option) != list("ABCDE"[: len(option)])
-                or len(option) < 2
-            ):
-                raise BadRow(
-                    "bad options", f"option keys {list(option) if isinstance(option, dict) else option}"
-                )
-            options = tuple(text_field(option, k) for k in option)
-            nonempty(question, *options)
-            if len(set(options)) != len(options):
-                raise BadRow("bad options", "repeated option")
-            answer = choice_index(row["a"], len(options))
-            if not video_path.endswith(".mp4"):
-                raise BadRow("bad interval", repr(video_path))
-            candidates, meta = interval_video(video_path[: -len(".mp4")], n_frames)
-            if (question, video_path) in asked:
-                raise BadRow("duplicate question", f"{question!r} on {video_path}")
-            asked.add((question, video_path))
-            return BenchItem(
-                task="egotaskqa_mcq",
-                item_id=f"{number:05d}",
-                source_file=os.path.basename(path),
-                videos=(locate(root, candidates, exists),),
-                question=question,
-                options=options,
-                answer=answer,
-                metadata=meta,
-            )
+    def build(number: int, row) -> BenchItem:
+        question, video_path = text_field(row, "q"), text_field(row, "video_path", clean=False)
+        option = row["option"]
+        if not isinstance(option, dict) or list(option) != list("ABCDE"[: len(option)]) or len(option) < 2:
+            raise BadRow("bad options", f"option keys {list(option) if isinstance(option, dict) else option}")
+        options = tuple(text_field(option, k) for k in option)
+        nonempty(question, *options)
+        if len(set(options)) != len(options):
+            raise BadRow("bad options", "repeated option")
+        answer = choice_index(row["a"], len(options))
+        if not video_path.endswith(".mp4"):
+            raise BadRow("bad interval", shown(video_path))
+        candidates, meta = interval_video(video_path[: -len(".mp4")], n_frames)
+        if (question, video_path) in asked:
+            raise BadRow("duplicate question", f"{question!r} on {video_path}")
+        asked.add((question, video_path))
+        item = BenchItem(
+            task="egotaskqa_mcq",
+            item_id=f"{number:05d}",
+            source_file=os.path.basename(path),
+            videos=(locate(root, candidates, exists),),
+            question=question,
+            options=options,
+            answer=answer,
+            metadata=meta,
+        )
+        return first_of_id(item, seen)
 
-        yield unique(guarded(SOURCE_MCQ, path, record, build), seen, SOURCE_MCQ, path, record)
+    yield from row_results(SOURCE_MCQ, path, json_rows(path), build)
 
 
 def read_mcq(
@@ -238,8 +229,6 @@ def read_mcq(
     """egotaskqa_mcq items of egotaskqa.json in row order."""
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
-    path = os.fspath(annotations)
-    if not os.path.isfile(path):
-        path = os.path.join(path, MCQ_FILE)
-    root = os.fspath(videos) if videos is not None else os.path.dirname(path) or "."
+    path, folder = split_path(annotations, MCQ_FILE)
+    root = os.fspath(videos) if videos is not None else folder
     yield from per_file(SOURCE_MCQ, path, lambda: _mcq_rows(path, root, exists, n_frames))

@@ -22,17 +22,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.egobench.records import BenchItem, RecordFailure, VideoRef
-from pipeline.egobench.sources.common import check_id, guarded, locate, split_path, where
-from pipeline.egoit.sources.common import (
-    BadRow,
+from pipeline.core.readers import (
     Exists,
     SourceFileError,
     csv_rows,
     failure,
+    guarded,
+    locate,
     read_text,
-    safe_name,
+    row_results,
+    split_path,
+    where,
 )
+from pipeline.core.records import RecordFailure, VideoRef
+from pipeline.core.text import clean_text
+from pipeline.core.values import MAX_INT, MAX_SECONDS, BadRow, decimal, safe_name, shown
+from pipeline.egobench.records import BenchItem
+from pipeline.egobench.sources.common import check_id
 
 SOURCE = "epic_mir"
 TEST_CSV = "EPIC_100_retrieval_test.csv"
@@ -98,9 +104,12 @@ class Sentence:
 
 def seconds(timestamp: str) -> float:
     m = TIMESTAMP.fullmatch(timestamp.strip())
-    if m is None:
-        raise BadRow("bad time", repr(timestamp))
-    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    if m is None or not m[1].isascii() or len(m[1]) > 5 or len(m[3]) > 32:
+        raise BadRow("bad time", shown(timestamp))
+    value = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    if value > MAX_SECONDS:
+        raise BadRow("bad time", shown(timestamp))
+    return value
 
 
 def _literal(text: str, kind: type, name: str) -> tuple:
@@ -110,25 +119,32 @@ def _literal(text: str, kind: type, name: str) -> tuple:
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         value = None
     if not isinstance(value, list) or not value or not all(type(v) is kind for v in value):
-        raise BadRow("bad label", f"{name}={text!r}")
-    return tuple(value)
+        raise BadRow("bad label", f"{name}={shown(text)}")
+    if kind is int and not all(0 <= v <= MAX_INT for v in value):
+        raise BadRow("bad label", f"{name}={shown(text)}")
+    return tuple(clean_text(v) for v in value) if kind is str else tuple(value)
 
 
 def _class(text: str, name: str) -> int:
-    if not text.strip().isdecimal():
-        raise BadRow("bad label", f"{name}={text!r}")
-    return int(text)
+    return decimal(text, name, reason="bad label")
+
+
+def _frame(text: str, name: str) -> int:
+    return decimal(text, name, reason="bad time")
+
+
+def _decimal(text: str) -> bool:
+    return text.isascii() and text.isdecimal()
 
 
 def _segment(row: dict) -> Segment:
-    if None in row or None in row.values():
-        raise BadRow("schema violation", "not the header's number of fields")
     start, end = seconds(row["start_timestamp"]), seconds(row["stop_timestamp"])
     if end <= start:
         raise BadRow("empty window", f"{row['start_timestamp']}-{row['stop_timestamp']}")
-    if not row["start_frame"].isdecimal() or not row["stop_frame"].isdecimal():
-        raise BadRow("bad time", f"frames {row['start_frame']!r}-{row['stop_frame']!r}")
-    if not row["narration"].strip():
+    if not _decimal(row["start_frame"]) or not _decimal(row["stop_frame"]):
+        raise BadRow("bad time", f"frames {shown(row['start_frame'])}-{shown(row['stop_frame'])}")
+    narration = clean_text(row["narration"], newlines=True)
+    if not narration.strip():
         raise BadRow("empty text", "empty narration")
     return Segment(
         narration_id=check_id(row["narration_id"], "narration_id"),
@@ -136,10 +152,10 @@ def _segment(row: dict) -> Segment:
         video_id=check_id(row["video_id"], "video_id"),
         start_sec=start,
         end_sec=end,
-        start_frame=int(row["start_frame"]),
-        stop_frame=int(row["stop_frame"]),
-        narration=row["narration"],
-        verb=row["verb"],
+        start_frame=_frame(row["start_frame"], "start_frame"),
+        stop_frame=_frame(row["stop_frame"], "stop_frame"),
+        narration=narration,
+        verb=clean_text(row["verb"]),
         verb_class=_class(row["verb_class"], "verb_class"),
         noun_class=_class(row["noun_class"], "noun_class"),
         nouns=_literal(row["all_nouns"], str, "all_nouns"),
@@ -149,41 +165,47 @@ def _segment(row: dict) -> Segment:
 
 def read_segments(path: str) -> list[tuple[str, Segment | RecordFailure]]:
     """(record, segment or failure) per row of the test CSV, in row order (duplicates are failures)."""
-    out, seen = [], set()
-    for number, row in csv_rows(read_text(path), COLUMNS):
-        record = where(number, row.get("narration_id"))
-        result = guarded(SOURCE, path, record, lambda row=row: _segment(row))
-        if isinstance(result, Segment):
-            if result.narration_id in seen:
-                result = failure(SOURCE, path, record, "duplicate id", result.narration_id)
-            else:
-                seen.add(result.narration_id)
-        out.append((record, result))
-    return out
+    seen: set[str] = set()
+
+    def build(number: int, row: dict) -> Segment:
+        segment = _segment(row)
+        if segment.narration_id in seen:
+            raise BadRow("duplicate id", segment.narration_id)
+        seen.add(segment.narration_id)
+        return segment
+
+    rows = list(csv_rows(read_text(path), COLUMNS))
+    results = row_results(SOURCE, path, rows, build, _narration_id)
+    return [
+        (where(number, _narration_id(row)), result)
+        for (number, row), result in zip(rows, results, strict=True)
+    ]
+
+
+def _narration_id(row) -> str | None:
+    return row.get("narration_id") if isinstance(row, dict) else None
 
 
 def read_sentences(path: str, segments: dict[str, Segment]) -> tuple[list[Sentence], list[RecordFailure]]:
     """The sentence CSV's rows in order; a row naming no usable test segment is an "unknown narration"."""
-    sentences, failures, seen = [], [], set()
-    for number, row in csv_rows(read_text(path), ("narration_id", "narration")):
-        record = where(number, row.get("narration_id"))
-        sentence_id, text = row["narration_id"], row["narration"]
-        if None in row or sentence_id is None or text is None:
-            failures.append(
-                failure(SOURCE, path, record, "schema violation", "not the header's number of fields")
-            )
-        elif not text.strip():
-            failures.append(failure(SOURCE, path, record, "empty text", "empty narration"))
-        elif sentence_id not in segments:
-            failures.append(failure(SOURCE, path, record, "unknown narration", sentence_id))
-        elif sentence_id in seen:
-            failures.append(failure(SOURCE, path, record, "duplicate id", sentence_id))
-        else:
-            seen.add(sentence_id)
-            named = segments[sentence_id]
-            sentences.append(
-                Sentence(sentence_id, text, named.verb_class, named.noun_classes, text == named.narration)
-            )
+    seen: set[str] = set()
+
+    def build(number: int, row: dict) -> Sentence:
+        sentence_id, text = row["narration_id"], clean_text(row["narration"], newlines=True)
+        if not text.strip():
+            raise BadRow("empty text", "empty narration")
+        if sentence_id not in segments:
+            raise BadRow("unknown narration", sentence_id)
+        if sentence_id in seen:
+            raise BadRow("duplicate id", sentence_id)
+        seen.add(sentence_id)
+        named = segments[sentence_id]
+        return Sentence(sentence_id, text, named.verb_class, named.noun_classes, text == named.narration)
+
+    rows = csv_rows(read_text(path), ("narration_id", "narration"))
+    sentences, failures = [], []
+    for result in row_results(SOURCE, path, rows, build, _narration_id):
+        (failures if isinstance(result, RecordFailure) else sentences).append(result)
     return sentences, failures
 
 

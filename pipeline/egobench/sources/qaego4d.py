@@ -11,30 +11,11 @@ import hashlib
 import os
 from pathlib import Path
 
+from pipeline.core.ego4d import CLIPS, ego4d_videos
+from pipeline.core.readers import Exists, annotation_folder, failure, json_rows, locate, per_file, row_results
+from pipeline.core.values import BadRow, finite_number, shown, text_field, text_list, window_seconds
 from pipeline.egobench.records import BenchItem
-from pipeline.egobench.sources.common import (
-    EGO4D_CLIPS,
-    Result,
-    check_id,
-    ego4d_videos,
-    guarded,
-    locate,
-    nonempty,
-    per_file,
-    unique,
-    where,
-)
-from pipeline.egoit.sources.common import (
-    BadRow,
-    Exists,
-    annotation_folder,
-    failure,
-    finite_number,
-    read_json,
-    text_field,
-    text_list,
-    window_seconds,
-)
+from pipeline.egobench.sources.common import Result, check_id, first_of_id, nonempty
 
 SOURCE = "qaego4d"
 FPS = 30  # moment_*_frame are frame numbers at 30 fps from the clip start (QAEgo4D: clip_start_sec * 30)
@@ -66,18 +47,18 @@ def option_order(sample_id: str, seed: int, n: int = N_WRONG + 1) -> list[int]:
 def _moment(row: dict) -> tuple[float, float]:
     frames = row.get("moment_start_frame"), row.get("moment_end_frame")
     if any(finite_number(f) is None or isinstance(f, str) for f in frames):
-        raise BadRow("bad time", f"moment frames are not JSON numbers: {frames!r}")
+        raise BadRow("bad time", f"moment frames are not JSON numbers: {shown(frames)}")
     start, end = window_seconds(*frames)
     return start / FPS, end / FPS
 
 
 def _item(row: dict, path: str, root: str, exists: Exists, closed: bool, split: str, seed: int) -> BenchItem:
-    sample_id = check_id(text_field(row, "sample_id"), "sample_id")
-    clip_uid = check_id(text_field(row, "video_id"), "video_id")
+    sample_id = check_id(text_field(row, "sample_id", clean=False), "sample_id")
+    clip_uid = check_id(text_field(row, "video_id", clean=False), "video_id")
     question, answer = text_field(row, "question"), text_field(row, "answer")
     nonempty(question, answer)
     moment_start, moment_end = _moment(row)
-    candidates = ego4d_videos(clip_uid, folders=EGO4D_CLIPS)
+    candidates = ego4d_videos(clip_uid, folders=CLIPS)
     meta = {
         "split": split,
         "video_id": clip_uid,
@@ -122,12 +103,11 @@ def _item(row: dict, path: str, root: str, exists: Exists, closed: bool, split: 
 
 def _rows(path: str, root: str, exists: Exists, closed: bool, split: str, seed: int) -> Result:
     seen: set = set()
-    for number, row in enumerate(read_json(path, list), start=1):
-        record = where(number, row.get("sample_id") if isinstance(row, dict) else None)
-        result = guarded(
-            SOURCE, path, record, lambda row=row: _item(row, path, root, exists, closed, split, seed)
-        )
-        yield unique(result, seen, SOURCE, path, record)
+
+    def build(number: int, row) -> BenchItem:
+        return first_of_id(_item(row, path, root, exists, closed, split, seed), seen)
+
+    yield from row_results(SOURCE, path, json_rows(path), build, lambda row: row.get("sample_id"))
 
 
 def read(

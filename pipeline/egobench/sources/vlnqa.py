@@ -12,19 +12,11 @@ import os
 import re
 from pathlib import Path
 
-from pipeline.egobench.records import BenchItem, VideoRef
-from pipeline.egobench.sources.common import (
-    Result,
-    check_id,
-    choice_index,
-    guarded,
-    locate,
-    nonempty,
-    per_file,
-    unique,
-    where,
-)
-from pipeline.egoit.sources.common import BadRow, Exists, read_json, safe_relpath, text_field
+from pipeline.core.readers import Exists, json_rows, locate, per_file, row_results, split_path
+from pipeline.core.records import VideoRef
+from pipeline.core.values import BadRow, safe_relpath, text_field
+from pipeline.egobench.records import BenchItem
+from pipeline.egobench.sources.common import Result, check_id, choice_index, first_of_id, nonempty
 
 SOURCE = "vlnqa"
 FILE_NAME = "vlnqa.json"
@@ -68,7 +60,7 @@ def _item(row: dict, path: str, root: str, exists: Exists) -> BenchItem:
     question, options = parse_text(text_field(row, "text"))
     nonempty(question, *options)
     answer = choice_index(row["gt"], len(options))
-    video_path = safe_relpath(text_field(row, "video_path"))
+    video_path = safe_relpath(text_field(row, "video_path", clean=False))
     folder, _, name = video_path.rpartition("/")
     action = folder.rsplit("/", 1)[-1] if folder else ""
     if action in ACTIONS and options[answer] != ACTIONS[action]:
@@ -92,18 +84,17 @@ def _item(row: dict, path: str, root: str, exists: Exists) -> BenchItem:
 
 def _rows(path: str, root: str, exists: Exists) -> Result:
     seen: set = set()
-    for number, row in enumerate(read_json(path, list), start=1):
-        record = where(number, row.get("video_path") if isinstance(row, dict) else None)
-        result = guarded(SOURCE, path, record, lambda row=row: _item(row, path, root, exists))
-        yield unique(result, seen, SOURCE, path, record)
+
+    def build(number: int, row) -> BenchItem:
+        return first_of_id(_item(row, path, root, exists), seen)
+
+    yield from row_results(SOURCE, path, json_rows(path), build, lambda row: row.get("video_path"))
 
 
 def read(
     annotations: str | Path, videos: str | Path | None = None, *, exists: Exists = os.path.exists
 ) -> Result:
     """Items of vlnqa.json in row order."""
-    path = os.fspath(annotations)
-    if not os.path.isfile(path):
-        path = os.path.join(path, FILE_NAME)
-    root = os.fspath(videos) if videos is not None else os.path.dirname(path) or "."
+    path, folder = split_path(annotations, FILE_NAME)
+    root = os.fspath(videos) if videos is not None else folder
     yield from per_file(SOURCE, path, lambda: _rows(path, root, exists))

@@ -2,7 +2,8 @@
 
 The captions come from the association benchmark's CSVs, one per view (ego_train.csv: the learners' egocentric
 videos; exo_train.csv: the demonstration videos). Fields are quoted, some contain newlines, and narration_ch is
-Chinese, so the file is decoded as UTF-8 and split by the csv module, never by lines.
+Chinese, so the file is split by the csv module, never by lines; it is decoded row by row (a byte that is not
+UTF-8 costs its row, pipeline/core/readers.py).
 """
 
 from __future__ import annotations
@@ -12,20 +13,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.egoit.records import SourceRecord, VideoRef
-from pipeline.egoit.sources.common import (
-    BadRow,
-    Exists,
-    ReadResult,
-    SourceFileError,
-    UnsafePath,
-    csv_rows,
-    failure,
-    first_existing,
-    read_text,
-    safe_name,
-    window_seconds,
-)
+from pipeline.core.keys import KeyClaims
+from pipeline.core.readers import Exists, csv_rows, locate, per_file, read_text, row_results
+from pipeline.core.records import VideoRef
+from pipeline.core.text import clean_text
+from pipeline.core.values import BadRow, id_field, safe_name, window_seconds
+from pipeline.egoit.records import ReadResult, SourceRecord, item_key
 
 SOURCE = "egoexolearn"
 DEFAULT_FILES = ("ego_train.csv", "exo_train.csv")
@@ -46,46 +39,43 @@ EgoExoLearn (`egoexolearn`)
 VIEW_FILE = re.compile(r"(ego|exo)_(\w+)\.csv")
 
 
-def _records(path: str, root: str, exists: Exists, seen: set) -> ReadResult:
-    named = VIEW_FILE.fullmatch(os.path.basename(path))
-    view, split = (named[1], named[2]) if named else ("", "")
-    for number, row in csv_rows(read_text(path), COLUMNS):
-        ident = row.get("annotation_id") or ""
-        where = f"row {number}" + (f" {ident}" if ident else "")
-        try:
-            if None in row or any(row[c] is None for c in COLUMNS):
-                raise BadRow("schema violation", f"{len(row)} fields, expected {len(COLUMNS)}+ columns")
-            if not ident.strip():
-                raise BadRow("schema violation", "empty annotation_id")
-            video_name = safe_name(row["video_uid"]) + ".mp4"
-            start, end = window_seconds(row["start_sec"], row["end_sec"])
-            if not row["narration_en"].strip():
-                raise BadRow("empty text", "empty narration_en")
-            if ident in seen:
-                raise BadRow("duplicate id", ident)
-        except UnsafePath as e:
-            yield failure(SOURCE, path, where, "unsafe path", str(e))
-            continue
-        except BadRow as e:
-            yield failure(SOURCE, path, where, e.reason, e.detail)
-            continue
+class _File:
+    def __init__(self, path: str, root: str, exists: Exists, claims: KeyClaims):
+        self.path, self.root, self.exists, self.claims = path, root, exists, claims
+        named = VIEW_FILE.fullmatch(os.path.basename(path))
+        self.view, self.split = (named[1], named[2]) if named else ("", "")
+
+    def record(self, number: int, row: dict) -> SourceRecord:
+        ident = id_field(row, "annotation_id")
+        if not ident.strip():
+            raise BadRow("schema violation", "empty annotation_id")
+        video_name = safe_name(row["video_uid"]) + ".mp4"
+        start, end = window_seconds(row["start_sec"], row["end_sec"])
+        narration = clean_text(row["narration_en"], newlines=True)
+        if not narration.strip():
+            raise BadRow("empty text", "empty narration_en")
+        keys = [item_key(SOURCE, ident)]
+        self.claims.check(ident, keys)
         candidates = [VideoRef(video_name, start, end)]
-        if view:
-            candidates.append(VideoRef(f"{view}/{video_name}", start, end))
-        video = first_existing(root, candidates, exists)
-        if video is None:
-            yield failure(SOURCE, path, where, "video not found", " or ".join(c.path for c in candidates))
-            continue
-        seen.add(ident)
-        yield SourceRecord(
+        if self.view:
+            candidates.append(VideoRef(f"{self.view}/{video_name}", start, end))
+        video = locate(self.root, candidates, self.exists)
+        self.claims.add(ident, keys)
+        return SourceRecord(
             source=SOURCE,
             record_id=ident,
-            source_file=os.path.basename(path),
-            source_split=split,
+            source_file=os.path.basename(self.path),
+            source_split=self.split,
             video_id=row["video_uid"],
             video=video,
             task="description",
-            fields={"narration": row["narration_en"], "scenario": row["scenario"], "view": view},
+            fields={"narration": narration, "scenario": clean_text(row["scenario"]), "view": self.view},
+        )
+
+    def rows(self) -> ReadResult:
+        rows = csv_rows(read_text(self.path), COLUMNS)
+        yield from row_results(
+            SOURCE, self.path, rows, self.record, lambda row: row.get("annotation_id") or None
         )
 
 
@@ -104,9 +94,6 @@ def read(
         folder = os.fspath(annotations)
         paths = [os.path.join(folder, name) for name in files]
     root = os.fspath(videos) if videos is not None else folder
-    seen: set[str] = set()
+    claims = KeyClaims()
     for path in paths:
-        try:
-            yield from _records(path, root, exists, seen)
-        except SourceFileError as e:
-            yield failure(SOURCE, path, "", e.reason, e.detail)
+        yield from per_file(SOURCE, path, _File(path, root, exists, claims).rows)

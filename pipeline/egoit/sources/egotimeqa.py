@@ -9,22 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.egoit.records import SourceRecord, VideoRef
-from pipeline.egoit.sources.common import (
-    BadRow,
-    Exists,
-    ReadResult,
-    SourceFileError,
-    UnsafePath,
-    annotation_folder,
-    failure,
-    first_existing,
-    read_json,
-    safe_name,
-    text_field,
-    text_list,
-    window_seconds,
-)
+from pipeline.core.ego4d import CLIPS, ego4d_videos
+from pipeline.core.keys import KeyClaims
+from pipeline.core.readers import Exists, annotation_folder, json_rows, locate, per_file, row_results
+from pipeline.core.values import BadRow, id_field, text_field, text_list, window_seconds
+from pipeline.egoit.records import ReadResult, SourceRecord, item_key
 
 SOURCE = "egotimeqa"
 FILE_NAME = "annotations.EgoTimeQA.json"
@@ -55,50 +44,43 @@ def _moment_seconds(item: dict) -> tuple[float, float]:
     return start / FPS, end / FPS
 
 
-def _records(path: str, root: str, exists: Exists, context_sec: float, whole_clip: bool) -> ReadResult:
-    seen: set[str] = set()
-    for number, item in enumerate(read_json(path, list), start=1):
-        sample_id = item.get("sample_id") if isinstance(item, dict) else None
-        where = f"row {number}" + (f" {sample_id}" if isinstance(sample_id, str) else "")
-        try:
-            if not isinstance(item, dict):
-                raise TypeError(f"item is {type(item).__name__}")
-            sample_id, clip_uid = text_field(item, "sample_id"), text_field(item, "video_id")
-            question, answer = text_field(item, "question"), text_field(item, "answer")
-            wrong_answers = text_list(item, "wrong_answers")
-            video_name = safe_name(clip_uid) + ".mp4"
-            moment_start, moment_end = _moment_seconds(item)
-        except BadRow as e:
-            yield failure(SOURCE, path, where, e.reason, e.detail)
-            continue
-        except UnsafePath as e:
-            yield failure(SOURCE, path, where, "unsafe path", str(e))
-            continue
-        except (KeyError, TypeError) as e:
-            yield failure(SOURCE, path, where, "schema violation", f"{type(e).__name__}: {e}")
-            continue
+def _sample_id(item) -> str | None:
+    sample_id = item.get("sample_id") if isinstance(item, dict) else None
+    return sample_id if isinstance(sample_id, str) else None
+
+
+class _File:
+    def __init__(self, path: str, root: str, exists: Exists, context_sec: float, whole_clip: bool):
+        self.path, self.root, self.exists = path, root, exists
+        self.context_sec, self.whole_clip = context_sec, whole_clip
+        self.claims = KeyClaims()
+
+    def record(self, number: int, item) -> SourceRecord:
+        if not isinstance(item, dict):
+            raise TypeError(f"item is {type(item).__name__}")
+        sample_id, clip_uid = id_field(item, "sample_id"), text_field(item, "video_id", clean=False)
+        question, answer = text_field(item, "question"), text_field(item, "answer")
+        wrong_answers = text_list(item, "wrong_answers")
+        ego4d_videos(clip_uid, folders=CLIPS)  # the uid must be a file name
+        moment_start, moment_end = _moment_seconds(item)
         if not sample_id.strip() or not question.strip() or not answer.strip():
-            yield failure(SOURCE, path, where, "empty text", "empty sample_id, question or answer")
-            continue
+            raise BadRow("empty text", "empty sample_id, question or answer")
         options = [a.strip().lower() for a in [answer, *wrong_answers]]
         if "" in options or len(set(options)) != len(options):
-            yield failure(SOURCE, path, where, "bad wrong answers", "empty, repeated or equal to the answer")
-            continue
-        if sample_id in seen:
-            yield failure(SOURCE, path, where, "duplicate id", sample_id)
-            continue
-        folders = ("v2/clips/", "clips/", "")
-        window = (None, None) if whole_clip else (max(0.0, moment_start - context_sec), moment_end + context_sec)
-        candidates = [VideoRef(f"{folder}{video_name}", *window) for folder in folders]
-        video = first_existing(root, candidates, exists)
-        if video is None:
-            yield failure(SOURCE, path, where, "video not found", " or ".join(c.path for c in candidates))
-            continue
-        seen.add(sample_id)
-        yield SourceRecord(
+            raise BadRow("bad wrong answers", "empty, repeated or equal to the answer")
+        # the converter also poses a record with wrong answers as multiple choice, under the key <id>-mc
+        keys = [item_key(SOURCE, sample_id)] + ([item_key(SOURCE, sample_id, "mc")] if wrong_answers else [])
+        self.claims.check(sample_id, keys)
+        if self.whole_clip:
+            window = (None, None)
+        else:
+            window = (max(0.0, moment_start - self.context_sec), moment_end + self.context_sec)
+        video = locate(self.root, ego4d_videos(clip_uid, *window, folders=CLIPS), self.exists)
+        self.claims.add(sample_id, keys)
+        return SourceRecord(
             source=SOURCE,
             record_id=sample_id,
-            source_file=os.path.basename(path),
+            source_file=os.path.basename(self.path),
             source_split="",
             video_id=clip_uid,
             video=video,
@@ -112,6 +94,9 @@ def _records(path: str, root: str, exists: Exists, context_sec: float, whole_cli
                 "moment_end_sec": moment_end,
             },
         )
+
+    def rows(self) -> ReadResult:
+        yield from row_results(SOURCE, self.path, json_rows(self.path), self.record, _sample_id)
 
 
 def read(
@@ -132,7 +117,4 @@ def read(
         folder, root = annotation_folder(annotations, "unified")
         path = os.path.join(folder, FILE_NAME)
     root = os.fspath(videos) if videos is not None else root
-    try:
-        yield from _records(path, root, exists, context_sec, whole_clip)
-    except SourceFileError as e:
-        yield failure(SOURCE, path, "", e.reason, e.detail)
+    yield from per_file(SOURCE, path, _File(path, root, exists, context_sec, whole_clip).rows)

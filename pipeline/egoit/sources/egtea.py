@@ -11,16 +11,21 @@ import os
 import re
 from pathlib import Path
 
-from pipeline.egoit.records import SourceRecord, VideoRef
-from pipeline.egoit.sources.common import (
+from pipeline.core.keys import KeyClaims
+from pipeline.core.readers import (
     Exists,
-    ReadResult,
     SourceFileError,
-    annotation_folder,
     failure,
-    first_existing,
-    read_text,
+    file_or_folder,
+    locate,
+    per_file,
+    row_results,
+    text_lines,
 )
+from pipeline.core.records import VideoRef
+from pipeline.core.text import clean_text
+from pipeline.core.values import MAX_SECONDS, BadRow, decimal, shown
+from pipeline.egoit.records import ReadResult, SourceRecord, item_key
 
 SOURCE = "egtea"
 
@@ -44,25 +49,35 @@ CLIP_NAME = re.compile(
 )
 SPLIT_FILE = re.compile(r"(train|test)_split\d\.txt")
 INDEX_FILES = ("action_idx.txt", "verb_idx.txt", "noun_idx.txt")
+MAX_MS = int(MAX_SECONDS * 1000)
 
 
 def _read_index(path: str, failures: list) -> dict[int, str]:
     """`<name> <id>` lines ("Turn on 5") -> {id: name}; bad lines become failures, blank lines are skipped."""
     index: dict[int, str] = {}
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
+
+    def entry(number: int, line: str) -> None:
         name, _, ident = line.strip().rpartition(" ")  # names may hold single spaces ("Turn on"), ids never
-        if not name.strip() or not ident.isdecimal() or int(ident) < 1:
-            failures.append(failure(SOURCE, path, f"line {number}", "schema violation", repr(line)))
-        elif int(ident) in index:
-            failures.append(failure(SOURCE, path, f"line {number}", "duplicate id", ident))
-        else:
-            index[int(ident)] = name.strip()
+        name = clean_text(name).strip()
+        try:
+            key = decimal(ident, "id")
+        except BadRow:
+            key = 0
+        if not name or key < 1:
+            raise BadRow("schema violation", shown(line))
+        if key in index:
+            raise BadRow("duplicate id", ident)
+        index[key] = name
+
+    failures.extend(
+        r for r in row_results(SOURCE, path, text_lines(path), entry, unit="line") if r is not None
+    )
     return index
 
 
-def _read_actions(folder: str, failures: list) -> dict[int, tuple[str, str, int, list[str], list[int]]] | None:
+def _read_actions(
+    folder: str, failures: list
+) -> dict[int, tuple[str, str, int, list[str], list[int]]] | None:
     """action id -> (action text, verb, verb id, nouns, noun ids), resolved through verb_idx / noun_idx.
     None when an index file is missing or unreadable (then no split row can be checked)."""
     indexes = []
@@ -87,51 +102,48 @@ def _read_actions(folder: str, failures: list) -> dict[int, tuple[str, str, int,
     return actions
 
 
-def _split_records(path: str, split: str, actions: dict, root: str, exists: Exists, seen: set) -> ReadResult:
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+class _Split:
+    """The rows of one split file: each a record, or the failure of that line."""
+
+    def __init__(self, path: str, split: str, actions: dict, root: str, exists: Exists, claims: KeyClaims):
+        self.path, self.split, self.actions = path, split, actions
+        self.root, self.exists, self.claims = root, exists, claims
+
+    def record(self, number: int, line: str) -> SourceRecord:
         fields = line.split()
-        if not fields:  # blank lines are not rows
-            continue
-        where = f"line {number} {fields[0]}"
-        if not 4 <= len(fields) <= 6 or not all(f.isdecimal() for f in fields[1:]):
-            yield failure(SOURCE, path, where, "schema violation", f"{len(fields)} fields: {line.strip()!r}")
-            continue
+        if not 4 <= len(fields) <= 6 or not all(f.isascii() and f.isdecimal() for f in fields[1:]):
+            raise BadRow("schema violation", f"{len(fields)} fields: {shown(line.strip())}")
         clip = fields[0]
-        action_id, verb_id, *noun_ids = (int(f) for f in fields[1:])
+        action_id, verb_id, *noun_ids = (decimal(f, "label id") for f in fields[1:])
         name = CLIP_NAME.fullmatch(clip)
         if name is None:
-            yield failure(SOURCE, path, where, "bad clip name", clip)
-            continue
-        start_ms, end_ms = int(name["start_ms"]), int(name["end_ms"])
+            raise BadRow("bad clip name", clip)
+        start_ms = decimal(name["start_ms"], "start_ms", reason="bad time", maximum=MAX_MS)
+        end_ms = decimal(name["end_ms"], "end_ms", reason="bad time", maximum=MAX_MS)
         if end_ms <= start_ms:
-            yield failure(SOURCE, path, where, "empty window", f"{start_ms}-{end_ms} ms")
-            continue
-        if action_id not in actions:
-            yield failure(SOURCE, path, where, "unknown label", f"action id {action_id}")
-            continue
-        action, verb, want_verb, nouns, want_nouns = actions[action_id]
+            raise BadRow("empty window", f"{start_ms}-{end_ms} ms")
+        if action_id not in self.actions:
+            raise BadRow("unknown label", f"action id {action_id}")
+        action, verb, want_verb, nouns, want_nouns = self.actions[action_id]
         if (verb_id, noun_ids) != (want_verb, want_nouns):
-            detail = f"verb {verb_id} nouns {noun_ids}; action {action_id} {action!r} is {want_verb} {want_nouns}"
-            yield failure(SOURCE, path, where, "label mismatch", detail)
-            continue
-        if clip in seen:
-            yield failure(SOURCE, path, where, "duplicate id", clip)
-            continue
+            detail = (
+                f"verb {verb_id} nouns {noun_ids}; action {action_id} {action!r} is {want_verb} {want_nouns}"
+            )
+            raise BadRow("label mismatch", detail)
+        keys = [item_key(SOURCE, clip)]
+        self.claims.check(clip, keys)
         session = name["session"]
         candidates = [
             VideoRef(f"cropped_clips/{session}/{clip}.mp4"),
             VideoRef(f"videos/{session}.mp4", start_ms / 1000, end_ms / 1000),
         ]
-        video = first_existing(root, candidates, exists)
-        if video is None:
-            yield failure(SOURCE, path, where, "video not found", " or ".join(c.path for c in candidates))
-            continue
-        seen.add(clip)
-        yield SourceRecord(
+        video = locate(self.root, candidates, self.exists)
+        self.claims.add(clip, keys)
+        return SourceRecord(
             source=SOURCE,
             record_id=clip,
-            source_file=os.path.basename(path),
-            source_split=split,
+            source_file=os.path.basename(self.path),
+            source_split=self.split,
             video_id=session,
             video=video,
             task="action_recognition",
@@ -148,30 +160,35 @@ def _split_records(path: str, split: str, actions: dict, root: str, exists: Exis
             },
         )
 
+    def rows(self) -> ReadResult:
+        lines = text_lines(self.path)
+        yield from row_results(SOURCE, self.path, lines, self.record, lambda line: line.split()[0], "line")
+
 
 def read(
-    annotations: str | Path, videos: str | Path | None = None, *, exists: Exists = os.path.exists, split: int = 1
+    annotations: str | Path,
+    videos: str | Path | None = None,
+    *,
+    exists: Exists = os.path.exists,
+    split: int = 1,
 ) -> ReadResult:
     """Records of train_split<split>.txt then test_split<split>.txt (or only the split file given)."""
     if split not in (1, 2, 3):
         raise ValueError(f"EGTEA has splits 1-3, not {split}")
-    if os.path.isfile(annotations):
-        split_files = [os.fspath(annotations)]
-        folder, root = annotation_folder(os.path.dirname(split_files[0]) or ".", "action_annotation")
-    else:
-        folder, root = annotation_folder(annotations, "action_annotation")
-        split_files = [os.path.join(folder, f"{part}_split{split}.txt") for part in ("train", "test")]
+    given, folder, root = file_or_folder(annotations, "action_annotation")
+    split_files = (
+        [given] if given else [os.path.join(folder, f"{p}_split{split}.txt") for p in ("train", "test")]
+    )
     root = os.fspath(videos) if videos is not None else root
     index_failures: list = []
     actions = _read_actions(folder, index_failures)
     yield from index_failures
-    seen: set[str] = set()
+    claims = KeyClaims()
     for path in split_files:
         if actions is None:
             yield failure(SOURCE, path, "", "index unavailable", "an index file could not be read")
             continue
         part = SPLIT_FILE.fullmatch(os.path.basename(path))
-        try:
-            yield from _split_records(path, part[1] if part else "", actions, root, exists, seen)
-        except SourceFileError as e:
-            yield failure(SOURCE, path, "", e.reason, e.detail)
+        yield from per_file(
+            SOURCE, path, _Split(path, part[1] if part else "", actions, root, exists, claims).rows
+        )

@@ -12,21 +12,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.egoit.records import SourceRecord, VideoRef
-from pipeline.egoit.sources.common import (
-    BadRow,
-    Exists,
-    ReadResult,
-    SourceFileError,
-    UnsafePath,
-    failure,
-    join_root,
-    read_json,
-    safe_relpath,
-    text_field,
-    text_list,
-    uniform_indices,
-)
+from pipeline.core.keys import KeyClaims
+from pipeline.core.readers import Exists, json_rows, per_file, row_results, uniform_indices
+from pipeline.core.records import VideoRef
+from pipeline.core.values import BadRow, id_field, join_root, safe_relpath, text_field, text_list
+from pipeline.egoit.records import ReadResult, SourceRecord, item_key
 
 SOURCE = "openeqa"
 FILE_NAME = "open-eqa-v0.json"
@@ -67,48 +57,52 @@ def _episode_frames(root: str, episode: str, n_frames: int, listdir: Callable) -
     return tuple(frames[i] for i in uniform_indices(len(frames), n_frames))
 
 
-def _records(path: str, root: str, n_frames: int, listdir: Callable) -> ReadResult:
-    episodes: dict[str, tuple[str, ...] | BadRow] = {}
-    seen: set[str] = set()
-    for number, item in enumerate(read_json(path, list), start=1):
-        question_id = item.get("question_id") if isinstance(item, dict) else None
-        where = f"row {number}" + (f" {question_id}" if isinstance(question_id, str) else "")
-        try:
-            if not isinstance(item, dict):
-                raise TypeError(f"item is {type(item).__name__}")
-            question_id, question = text_field(item, "question_id"), text_field(item, "question")
-            answer, category = text_field(item, "answer"), text_field(item, "category")
-            extra_answers = text_list(item, "extra_answers")
-            episode = safe_relpath(text_field(item, "episode_history"))
-        except UnsafePath as e:
-            yield failure(SOURCE, path, where, "unsafe path", str(e))
-            continue
-        except (KeyError, TypeError) as e:
-            yield failure(SOURCE, path, where, "schema violation", f"{type(e).__name__}: {e}")
-            continue
+def _question_id(item) -> str | None:
+    question_id = item.get("question_id") if isinstance(item, dict) else None
+    return question_id if isinstance(question_id, str) else None
+
+
+class _File:
+    def __init__(self, path: str, root: str, n_frames: int, listdir: Callable):
+        self.path, self.root, self.n_frames, self.listdir = path, root, n_frames, listdir
+        self.episodes: dict[str, tuple[str, ...] | BadRow] = {}
+        self.claims = KeyClaims()
+
+    def record(self, number: int, item) -> SourceRecord:
+        if not isinstance(item, dict):
+            raise TypeError(f"item is {type(item).__name__}")
+        question_id, question = id_field(item, "question_id"), text_field(item, "question")
+        answer, category = text_field(item, "answer"), text_field(item, "category")
+        extra_answers = text_list(item, "extra_answers")
+        episode = safe_relpath(text_field(item, "episode_history", clean=False))
         if not all(s.strip() for s in (question_id, question, answer, category)):
-            yield failure(SOURCE, path, where, "empty text", "empty question_id, question, answer or category")
-            continue
-        if question_id in seen:
-            yield failure(SOURCE, path, where, "duplicate id", question_id)
-            continue
-        if episode not in episodes:
-            episodes[episode] = _episode_frames(root, episode, n_frames, listdir)
-        frames = episodes[episode]
-        if isinstance(frames, BadRow):
-            yield failure(SOURCE, path, where, frames.reason, frames.detail)
-            continue
-        seen.add(question_id)
-        yield SourceRecord(
+            raise BadRow("empty text", "empty question_id, question, answer or category")
+        keys = [item_key(SOURCE, question_id)]
+        self.claims.check(question_id, keys)
+        if episode not in self.episodes:
+            self.episodes[episode] = _episode_frames(self.root, episode, self.n_frames, self.listdir)
+        frames = self.episodes[episode]
+        if isinstance(frames, BadRow):  # cached: a fresh exception per question
+            raise BadRow(frames.reason, frames.detail)
+        self.claims.add(question_id, keys)
+        return SourceRecord(
             source=SOURCE,
             record_id=question_id,
-            source_file=os.path.basename(path),
+            source_file=os.path.basename(self.path),
             source_split="",
             video_id=episode,
             video=VideoRef(path=episode, frames=frames),
             task="open_qa",
-            fields={"question": question, "answer": answer, "category": category, "extra_answers": extra_answers},
+            fields={
+                "question": question,
+                "answer": answer,
+                "category": category,
+                "extra_answers": extra_answers,
+            },
         )
+
+    def rows(self) -> ReadResult:
+        yield from row_results(SOURCE, self.path, json_rows(self.path), self.record, _question_id)
 
 
 def read(
@@ -128,7 +122,4 @@ def read(
     if not os.path.isfile(path):
         path = os.path.join(path, FILE_NAME)
     root = os.fspath(videos) if videos is not None else os.path.join(os.path.dirname(path) or ".", "frames")
-    try:
-        yield from _records(path, root, n_frames, listdir)
-    except SourceFileError as e:
-        yield failure(SOURCE, path, "", e.reason, e.detail)
+    yield from per_file(SOURCE, path, _File(path, root, n_frames, listdir).rows)

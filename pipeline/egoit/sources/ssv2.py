@@ -11,20 +11,21 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.egoit.records import SourceRecord, VideoRef
-from pipeline.egoit.sources.common import (
+from pipeline.core.keys import KeyClaims
+from pipeline.core.readers import (
     Exists,
-    ReadResult,
     SourceFileError,
-    UnsafePath,
-    annotation_folder,
     failure,
-    first_existing,
+    file_or_folder,
+    json_rows,
+    locate,
+    per_file,
     read_json,
-    safe_name,
-    text_field,
-    text_list,
+    row_results,
 )
+from pipeline.core.records import VideoRef
+from pipeline.core.values import MAX_INT, BadRow, ident, safe_name, text_field, text_list
+from pipeline.egoit.records import ReadResult, SourceRecord, item_key
 
 SOURCE = "ssv2"
 SPLITS = ("train", "validation", "test")
@@ -61,68 +62,64 @@ def _split_of(path: str) -> str:
 def _read_labels(path: str) -> dict[str, int]:
     labels = read_json(path, dict)
     try:
-        return {template: int(index) for template, index in labels.items()}
+        table = {template: int(index) for template, index in labels.items()}
     except (TypeError, ValueError) as e:
         raise SourceFileError("schema violation", f"class index is not an integer: {e}") from e
+    if not all(0 <= i <= MAX_INT for i in table.values()):
+        raise SourceFileError("schema violation", "class index out of range")
+    return table
 
 
-def _records(path: str, labels: dict[str, int], root: str, exists: Exists, seen: set) -> ReadResult:
-    split = _split_of(path)
-    for number, item in enumerate(read_json(path, list), start=1):
-        ident = item.get("id") if isinstance(item, dict) else None
-        where = f"row {number}" + (f" {ident}" if ident is not None else "")
-        if isinstance(item, dict) and not isinstance(ident, bool) and isinstance(ident, int):
-            ident = str(ident)  # ids are strings in the release; an int id is the same video
-        if not isinstance(item, dict) or not isinstance(ident, str):
-            yield failure(SOURCE, path, where, "schema violation", "not an object with a string id")
-            continue
+def _id_of(item) -> object:
+    return item.get("id") if isinstance(item, dict) else None
+
+
+class _Split:
+    def __init__(self, path: str, labels: dict[str, int], root: str, exists: Exists, claims: KeyClaims):
+        self.path, self.labels, self.root, self.exists, self.claims = path, labels, root, exists, claims
+
+    def record(self, number: int, item) -> SourceRecord:
+        raw_id = _id_of(item)
+        if not isinstance(item, dict) or isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+            raise BadRow("schema violation", "not an object with a string id")
+        record_id = ident(raw_id)  # ids are strings in the release; an int id is the same video
         if not {"label", "template", "placeholders"} & item.keys():
-            yield failure(SOURCE, path, where, "no label", "only an id (unlabelled split)")
-            continue
-        try:
-            template, label = text_field(item, "template"), text_field(item, "label")
-            if "placeholders" not in item:  # text_list treats an absent list as []; here it is required
-                raise KeyError("placeholders")
-            placeholders = text_list(item, "placeholders")
-            video_name = safe_name(ident) + ".webm"
-        except UnsafePath as e:
-            yield failure(SOURCE, path, where, "unsafe path", str(e))
-            continue
-        except (KeyError, TypeError) as e:
-            yield failure(SOURCE, path, where, "schema violation", f"{type(e).__name__}: {e}")
-            continue
+            raise BadRow("no label", "only an id (unlabelled split)")
+        template, label = text_field(item, "template"), text_field(item, "label")
+        if "placeholders" not in item:  # text_list treats an absent list as []; here it is required
+            raise KeyError("placeholders")
+        placeholders = text_list(item, "placeholders")
+        video_name = safe_name(record_id) + ".webm"
         slots = SLOT.findall(template)
         if len(slots) != len(placeholders):
-            yield failure(SOURCE, path, where, "placeholder mismatch", f"{len(slots)} slots, {placeholders}")
-            continue
+            raise BadRow("placeholder mismatch", f"{len(slots)} slots, {placeholders}")
         class_name = template.replace("[", "").replace("]", "")
-        if class_name not in labels:
-            yield failure(SOURCE, path, where, "unknown label", class_name)
-            continue
-        if ident in seen:
-            yield failure(SOURCE, path, where, "duplicate id", ident)
-            continue
-        candidates = [VideoRef(f"{VIDEO_FOLDER}/{video_name}"), VideoRef(video_name)]
-        video = first_existing(root, candidates, exists)
-        if video is None:
-            yield failure(SOURCE, path, where, "video not found", " or ".join(c.path for c in candidates))
-            continue
-        seen.add(ident)
-        yield SourceRecord(
+        if class_name not in self.labels:
+            raise BadRow("unknown label", class_name)
+        keys = [item_key(SOURCE, record_id)]
+        self.claims.check(record_id, keys)
+        video = locate(
+            self.root, [VideoRef(f"{VIDEO_FOLDER}/{video_name}"), VideoRef(video_name)], self.exists
+        )
+        self.claims.add(record_id, keys)
+        return SourceRecord(
             source=SOURCE,
-            record_id=ident,
-            source_file=os.path.basename(path),
-            source_split=split,
-            video_id=ident,
+            record_id=record_id,
+            source_file=os.path.basename(self.path),
+            source_split=_split_of(self.path),
+            video_id=record_id,
             video=video,
             task="action_recognition",
             fields={
                 "template": template,
                 "placeholders": placeholders,
                 "label": label,
-                "class_index": labels[class_name],
+                "class_index": self.labels[class_name],
             },
         )
+
+    def rows(self) -> ReadResult:
+        yield from row_results(SOURCE, self.path, json_rows(self.path), self.record, _id_of)
 
 
 def read(
@@ -136,23 +133,18 @@ def read(
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"unknown SSv2 splits {unknown}; choose from {SPLITS}")
-    if os.path.isfile(annotations):
-        paths = [os.fspath(annotations)]
-        folder, root = annotation_folder(os.path.dirname(paths[0]) or ".", "labels")
-    else:
-        folder, root = annotation_folder(annotations, "labels")
-        paths = [os.path.join(folder, f"{_prefix(folder)}{split}.json") for split in splits]
+    given, folder, root = file_or_folder(annotations, "labels")
+    paths = [given] if given else [os.path.join(folder, f"{_prefix(folder)}{split}.json") for split in splits]
     root = os.fspath(videos) if videos is not None else root
     labels_path = os.path.join(folder, f"{_prefix(folder)}labels.json")
     try:
         labels = _read_labels(labels_path)
     except SourceFileError as e:
         yield failure(SOURCE, labels_path, "", e.reason, e.detail)
-        yield from (failure(SOURCE, p, "", "index unavailable", "labels.json could not be read") for p in paths)
+        yield from (
+            failure(SOURCE, p, "", "index unavailable", "labels.json could not be read") for p in paths
+        )
         return
-    seen: set[str] = set()
+    claims = KeyClaims()
     for path in paths:
-        try:
-            yield from _records(path, labels, root, exists, seen)
-        except SourceFileError as e:
-            yield failure(SOURCE, path, "", e.reason, e.detail)
+        yield from per_file(SOURCE, path, _Split(path, labels, root, exists, claims).rows)
