@@ -125,7 +125,7 @@ def test_assign_shards_never_splits_a_take_and_bounds_sample_counts():
         plans.append((uid, plan))
     with BeamTestPipeline() as p:
         shard_plans = p | beam.Create(plans) | AssignShards("pairs", 6, 10**9, 3000, {})
-        layout = shard_plans | beam.Map(lambda s: (s.name, [t.take.take_name for t in s.takes]))
+        layout = shard_plans | beam.Map(lambda s: (s.name, [t.take.take_name for t in s.groups]))
         # greedy in name order with at most 6 samples: [5] [3] [4, 1]
         assert_that(
             layout,

@@ -117,7 +117,7 @@ def test_assign_shards_keeps_a_video_in_one_shard_and_bounds_samples():
     assign = AssignGroupsFn("egoit", sizing, functools.partial(shard_plan, {"kind": ClipFormat().kind}))
     with BeamTestPipeline() as p:
         shards = p | beam.Create(plans) | AssignShards(assign, T.split_videos)
-        summary = shards | beam.Map(lambda s: (s.split, sorted(v.path for v in s.videos), sum(len(v.items) for v in s.videos)))
+        summary = shards | beam.Map(lambda s: (s.split, sorted(v.path for v in s.groups), sum(len(v.items) for v in s.groups)))
 
         def check(got):
             assert sorted(v for _, vs, _ in got for v in vs) == ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]  # each once

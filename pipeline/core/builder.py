@@ -58,8 +58,30 @@ class Builder:
     def build_pipeline(self, p: beam.Pipeline, cfg) -> None:
         raise NotImplementedError
 
+    def summary_lines(self, stats: dict) -> list[str]:
+        """The dataset's own lines of the summary (counts by source, split or task)."""
+        return []
+
     def summary(self, stats: dict, seconds: float) -> str:
-        return f"{self.title} build finished in {seconds:.1f}s: {stats.get('samples', 0)} samples"
+        """What the command line prints at the end: samples, the dataset's lines, failures by reason."""
+        lines = [f"{self.title} build finished in {seconds:.1f}s: {stats['samples']} samples"]
+        lines += self.summary_lines(stats)
+        lines += [f"  failed {reason}: {n}" for reason, n in stats["failures_by_scope_and_reason"].items()]
+        return "\n".join(lines)
+
+    def inputs_of_entries(self, entries, key: str) -> list[tuple[str, str]]:
+        """inputs() of a config's entries (EgoIT sources, EgoBench benchmarks): each entry's root, and its
+        annotations and videos where they are not the root, named "<key>.<name>.<field>"."""
+        found = []
+        for e in entries:
+            paths = {"root": e.root, "annotations": e.annotations, "videos": e.videos}
+            found += [(f"{key}.{e.name}.{k}", p) for k, p in paths.items() if k == "root" or p != e.root]
+        return found
+
+
+def split_lines(splits: dict, *fields: str) -> list[str]:
+    """'  <split>: <n> <field>, ...' per split (or task) of the stats."""
+    return [f"  {split}: " + ", ".join(f"{d[f]} {f}" for f in fields) for split, d in splits.items()]
 
 
 def check_build_inputs(builder: Builder, cfg) -> None:

@@ -9,6 +9,8 @@ complete shards by their fingerprint (resume).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -91,3 +93,28 @@ def pack_groups(groups: Iterable, sizing: ShardSizing) -> list[list]:
         units.append((k, [(name, size) for name in names]))
     packed = shards.plan_shards_grouped(units, sizing.max_samples, sizing.max_bytes)
     return [[by_key[k] for k in keys] for keys in packed]
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """A shard decided before any decoding: its name (file stem, e.g. "egoit-train-000003"), split, index, its
+    groups (decode units, in write order) and the fingerprint of everything that determines its bytes."""
+
+    name: str
+    split: str
+    index: int
+    groups: tuple
+    fingerprint: str
+
+
+def fingerprint_start(content_options: dict, format_version: int):
+    """A sha256 begun with the format version and the options that shape a shard's bytes; a builder adds each
+    group (`add_json`) and takes the hexdigest: the fingerprint resume trusts. Bump the format version
+    whenever the bytes a given plan produces change."""
+    h = hashlib.sha256()
+    add_json(h, {"format_version": format_version, **content_options})
+    return h
+
+
+def add_json(h, obj, sort_keys: bool = True) -> None:
+    h.update(json.dumps(obj, sort_keys=sort_keys, default=str).encode())

@@ -43,32 +43,19 @@ class EgoBenchBuilder(core.Builder):
         return config_from_mapping(raw, args.out, base, clip)
 
     def inputs(self, cfg: EgoBenchConfig) -> list[tuple[str, str]]:
-        found = []
-        for b in cfg.benchmarks:
-            paths = {"root": b.root, "annotations": b.annotations, "videos": b.videos}
-            found += [(f"benchmarks.{b.name}.{k}", p) for k, p in paths.items() if k == "root" or p != b.root]
-        return found
+        return self.inputs_of_entries(cfg.benchmarks, "benchmarks")
 
     def build_pipeline(self, p, cfg: EgoBenchConfig) -> None:
         build_pipeline(p, cfg)
 
-    def summary(self, stats: dict, seconds: float) -> str:
+    def summary_lines(self, stats: dict) -> list[str]:
         items = stats["items"]
-        lines = [f"EgoBench build finished in {seconds:.1f}s: {stats['samples']} samples"]
-        for benchmark, n in stats["rows"].items():
-            lines.append(
-                f"  {benchmark}: {n} rows, {stats['row_failures'].get(benchmark, 0)} rejected by the reader"
-            )
+        lines = [f"  {b}: {n} rows, {stats['row_failures'].get(b, 0)} rejected by the reader" for b, n in stats["rows"].items()]
         for task, n in items["read"].items():
             d = stats["tasks"].get(task, {"shards": 0, "bytes": 0})
-            lines.append(
-                f"  {task}: {n} items read, {items['in_shards'].get(task, 0)} in {d['shards']} shards "
-                f"({d['bytes']} bytes), {items['failed'].get(task, 0)} failed"
-            )
-        for reason, count in stats["failures_by_scope_and_reason"].items():
-            lines.append(f"  {reason}: {count}")
-        lines.append(f"  unaccounted items: {items['unaccounted']}, rows: {stats['unaccounted_rows']}")
-        return "\n".join(lines)
+            lines.append(f"  {task}: {n} items read, {items['in_shards'].get(task, 0)} in {d['shards']} shards "
+                         f"({d['bytes']} bytes), {items['failed'].get(task, 0)} failed")  # fmt: skip
+        return [*lines, f"  unaccounted items: {items['unaccounted']}, rows: {stats['unaccounted_rows']}"]
 
 
 BUILDER = EgoBenchBuilder()

@@ -12,10 +12,11 @@ so a re-run recognises complete shards by their fingerprint and skips them (resu
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from pipeline.core.failures import FailureRecord
+from pipeline.core.planning import add_json, fingerprint_start
 from pipeline.core.records import SourceVideo
 from pipeline.core.shards import KEY_RE, MAX_TAR_NAME
 from pipeline.egobench.records import BenchItem, RecordFailure
@@ -45,10 +46,12 @@ END_TOLERANCE_S = 1.0
 
 
 @dataclass(frozen=True)
-class BenchFailure:
+class BenchFailure(FailureRecord):
     """One input that did not make it into the shards, and why. scope: file (a whole annotation file), record
     (an annotation row the reader rejected), video (a source that cannot be probed or decoded; each of its
     items also gets an item record), item (an item the reader produced: its clips, or its id)."""
+
+    SORT = ("benchmark", "task", "scope", "file", "record", "item", "video", "reason", "detail")
 
     reason: str
     scope: str
@@ -59,22 +62,6 @@ class BenchFailure:
     video: str = ""  # a source, relative to the benchmark's video root
     file: str = ""
     detail: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def sort_key(self) -> tuple:
-        return (
-            self.benchmark,
-            self.task,
-            self.scope,
-            self.file,
-            self.record,
-            self.item,
-            self.video,
-            self.reason,
-            self.detail,
-        )
 
     @classmethod
     def from_record_failure(cls, benchmark: str, f: RecordFailure) -> BenchFailure:
@@ -243,16 +230,15 @@ def fingerprint(
     shard's clips are cut together with every other window of their sources in the task (one x264 lane may
     hold windows of several shards), so those windows (staged_windows: source key -> windows) are part of
     it."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"format_version": FORMAT_VERSION, **content_options}, sort_keys=True).encode())
+    h = fingerprint_start(content_options, FORMAT_VERSION)
     for g in groups:
         for s in g.sources:
             # paths relative to the benchmark's video root: a download moved elsewhere keeps its shards
             images = [i.removeprefix(s.location) for i in s.images]
-            h.update(json.dumps([s.benchmark, s.path, images, asdict(s.video)]).encode())
+            add_json(h, [s.benchmark, s.path, images, asdict(s.video)], sort_keys=False)
             if staged_windows is not None:
-                h.update(json.dumps(["staged", staged_windows[s.key]]).encode())
+                add_json(h, ["staged", staged_windows[s.key]], sort_keys=False)
         for p in g.items:
             clips = [[c.source.path, len(c.source.images), c.start_frame, c.end_frame] for c in p.clips]
-            h.update(json.dumps([p.benchmark, p.key, item_json(p.item), clips], sort_keys=True).encode())
+            add_json(h, [p.benchmark, p.key, item_json(p.item), clips])
     return h.hexdigest()

@@ -84,20 +84,12 @@ class EgoClipBuilder(core.Builder):
     def build_pipeline(self, p, cfg: EgoClipConfig) -> None:
         build_pipeline(p, cfg)
 
-    def summary(self, stats: dict, seconds: float) -> str:
+    def summary_lines(self, stats: dict) -> list[str]:
         r = stats["rows"]
-        lines = [
-            f"EgoClip build finished in {seconds:.1f}s: {stats['samples']} samples",
-            f"  csv rows {r['input']}: {r['in_shards']} in shards, {r['failed']} failed, "
-            f"{r['unaccounted']} unaccounted",
+        return [
+            f"  csv rows {r['input']}: {r['in_shards']} in shards, {r['failed']} failed, {r['unaccounted']} unaccounted",
+            *core.split_lines(stats["splits"], "videos", "shards", "samples", "bytes"),
         ]
-        for split, d in stats["splits"].items():
-            lines.append(
-                f"  {split}: {d['videos']} videos, {d['shards']} shards, {d['samples']} samples, {d['bytes']} bytes"
-            )
-        for reason, count in stats["failures_by_scope_and_reason"].items():
-            lines.append(f"  {reason}: {count}")
-        return "\n".join(lines)
 
 
 BUILDER = EgoClipBuilder()

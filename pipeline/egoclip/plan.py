@@ -7,11 +7,11 @@ recognises complete shards by their fingerprint and skips them (resume).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from pipeline.core.clips import VideoInfo
+from pipeline.core.planning import ShardPlan, add_json, fingerprint_start
 from pipeline.egoclip.rows import ClipFailure, ClipRow
 
 # Bumped whenever the bytes a given plan produces change, so old shards are not taken as complete.
@@ -115,15 +115,6 @@ def plan_video(
     return VideoPlan(uid, path, location, split, info, tuple(planned)), failures
 
 
-@dataclass(frozen=True)
-class ShardPlan:
-    name: str  # file stem, e.g. "egoclip-train-000003"
-    split: str
-    index: int
-    videos: tuple[VideoPlan, ...]
-    fingerprint: str
-
-
 def shard_plan(content_options: dict, name: str, split: str, index: int, videos: tuple[VideoPlan, ...]) -> ShardPlan:
     return ShardPlan(name, split, index, videos, fingerprint(content_options, videos))
 
@@ -135,11 +126,9 @@ def by_split(video: VideoPlan):
 def fingerprint(content_options: dict, videos: Sequence[VideoPlan]) -> str:
     """Hash of everything that determines a shard's bytes (not the rows' line numbers), so resume can trust a
     finished shard."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"format_version": FORMAT_VERSION, **content_options}, sort_keys=True).encode())
+    h = fingerprint_start(content_options, FORMAT_VERSION)
     for v in videos:
-        h.update(json.dumps([v.video_uid, v.path, v.split, asdict(v.info)], sort_keys=True).encode())
+        add_json(h, [v.video_uid, v.path, v.split, asdict(v.info)])
         for c in v.clips:
-            row = {k: val for k, val in asdict(c.row).items() if k != "row"}
-            h.update(json.dumps([row, c.start_frame, c.end_frame], sort_keys=True).encode())
+            add_json(h, [{k: val for k, val in asdict(c.row).items() if k != "row"}, c.start_frame, c.end_frame])
     return h.hexdigest()

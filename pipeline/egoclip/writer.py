@@ -75,10 +75,10 @@ def build_shard(
 ) -> dict:
     """Write the shard's tar, parquet manifest and stats (last). Returns the stats dict."""
     samples_of = functools.partial(video_samples, n_frames=fmt.clip.n_frames)
-    return write_shard(out, plan, plan.videos, fmt=fmt, layout=LAYOUT, samples_of=samples_of, tmp_root=tmp_root,
+    return write_shard(out, plan, plan.groups, fmt=fmt, layout=LAYOUT, samples_of=samples_of, tmp_root=tmp_root,
                        on_group=on_group)  # fmt: skip
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:
     """(videos, clips) of a shard for the progress bar."""
-    return len(plan.videos), sum(len(v.clips) for v in plan.videos)
+    return len(plan.groups), sum(len(v.clips) for v in plan.groups)

@@ -90,20 +90,13 @@ class EgoExoClipBuilder(core.Builder):
     def build_pipeline(self, p, cfg: BuildConfig) -> None:
         build_pipeline(p, cfg)
 
-    def summary(self, stats: dict, seconds: float) -> str:
+    def summary_lines(self, stats: dict) -> list[str]:
         n = stats["narrations"]
-        lines = [
-            f"Ego-ExoClip build finished in {seconds:.1f}s",
-            f"  samples {stats['samples']}  pairs {stats['pairs']}  narrations in shards {n['in_shards']} of "
-            f"{n['input']} (dropped {n['dropped']}, unaccounted {n['unaccounted']})",
+        return [
+            f"  pairs {stats['pairs']}  narrations in shards {n['in_shards']} of {n['input']} (dropped "
+            f"{n['dropped']}, unaccounted {n['unaccounted']})",
+            *core.split_lines(stats["splits"], "takes", "shards", "samples", "bytes"),
         ]
-        for split, d in stats["splits"].items():
-            lines.append(
-                f"  {split}: {d['takes']} takes, {d['shards']} shards, {d['samples']} samples, {d['bytes']} bytes"
-            )
-        for reason, count in stats["failures_by_scope_and_reason"].items():
-            lines.append(f"  failed {reason}: {count}")
-        return "\n".join(lines)
 
 
 BUILDER = EgoExoClipBuilder()

@@ -7,10 +7,10 @@ skips their decoding entirely.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field, fields
 
+from pipeline.core.failures import FailureRecord
+from pipeline.core.planning import ShardPlan, add_json, fingerprint_start  # noqa: F401 (ShardPlan: the plans of this package)
 from pipeline.egoexoclip.release import Narration, Take
 from pipeline.egoexoclip.windows import (
     FrameOffsets,
@@ -45,9 +45,11 @@ def report_text(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class Failure:
+class Failure(FailureRecord):
     """One element that did not make it into the output, and why. `scope` says what was lost:
     file | record | take | view | narration | pair. Every lost input narration has its own narration record."""
+
+    SORT = ("split", "take_name", "take_uid", "narration", "key", "cam_id", "scope", "reason", "detail")
 
     reason: str
     scope: str
@@ -67,23 +69,6 @@ class Failure:
             clean = report_text(value) if isinstance(value, str) else str(value)
             if clean is not value:
                 object.__setattr__(self, f.name, clean)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def sort_key(self) -> tuple:
-        return (
-            self.split,
-            self.take_name,
-            self.take_uid,
-            self.narration,
-            self.key,
-            self.cam_id,
-            self.scope,
-            self.reason,
-            self.detail,
-        )
-
 
 @dataclass(frozen=True)
 class VideoMeta:
@@ -293,42 +278,12 @@ def plan_take(
     return plan, failures
 
 
-@dataclass(frozen=True)
-class ShardPlan:
-    name: str  # file stem, e.g. "egoexoclip-train-000003"
-    split: str
-    index: int
-    takes: tuple[TakePlan, ...]
-    fingerprint: str
-
-    @property
-    def n_narrations(self) -> int:
-        return sum(len(t.narrations) for t in self.takes)
-
-
 def fingerprint(content_options: dict, takes: list[TakePlan]) -> str:
     """Hash of everything that determines a shard's bytes, so resume can trust a finished shard."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"format_version": FORMAT_VERSION, **content_options}, sort_keys=True).encode())
+    h = fingerprint_start(content_options, FORMAT_VERSION)
     for t in takes:
-        h.update(
-            json.dumps(
-                [
-                    t.take.take_uid,
-                    t.take.take_name,
-                    t.take.scenario,
-                    t.fps,
-                    t.offsets,
-                    sorted((c, asdict(m)) for c, m in t.videos.items()),
-                ],
-                sort_keys=True,
-            ).encode()
-        )
+        views = sorted((c, asdict(m)) for c, m in t.videos.items())
+        add_json(h, [t.take.take_uid, t.take.take_name, t.take.scenario, t.fps, t.offsets, views])
         for n in t.narrations:
-            h.update(
-                json.dumps(
-                    [n.key, asdict(n.narration), n.canonical, asdict(n.ego), [asdict(e) for e in n.exos]],
-                    sort_keys=True,
-                ).encode()
-            )
+            add_json(h, [n.key, asdict(n.narration), n.canonical, asdict(n.ego), [asdict(e) for e in n.exos]])
     return h.hexdigest()

@@ -172,10 +172,10 @@ def build_shard(
     of the core's writer: its progress event and log line ("take <name> (<k> pairs)") come from there."""
     layout = dataclasses.replace(LAYOUT, samples_unit="moments" if fmt.layout == "moments" else "pairs")
     samples_of = functools.partial(_take_samples, fmt=fmt)
-    return write_shard(out, plan, plan.takes, fmt=fmt, layout=layout, samples_of=samples_of, tmp_root=tmp_root,
+    return write_shard(out, plan, plan.groups, fmt=fmt, layout=layout, samples_of=samples_of, tmp_root=tmp_root,
                        on_group=on_group)  # fmt: skip
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:
     """(takes, clips) of a shard for the progress bar: an ego clip per narration plus one per exo view."""
-    return len(plan.takes), sum(1 + len(n.exos) for t in plan.takes for n in t.narrations)
+    return len(plan.groups), sum(1 + len(n.exos) for t in plan.groups for n in t.narrations)

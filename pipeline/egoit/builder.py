@@ -59,11 +59,7 @@ class EgoITBuilder(core.Builder):
         return config_from_mapping(raw, args.out, base, clip)
 
     def inputs(self, cfg: EgoITConfig) -> list[tuple[str, str]]:
-        found = []
-        for s in cfg.sources:
-            paths = {"root": s.root, "annotations": s.annotations, "videos": s.videos}
-            found += [(f"sources.{s.name}.{k}", p) for k, p in paths.items() if k == "root" or p != s.root]
-        return found
+        return self.inputs_of_entries(cfg.sources, "sources")
 
     def check_inputs(self, cfg: EgoITConfig) -> None:
         if cfg.dedup_threshold < 1.0:  # a wrong model fails here, not in every worker after the reading
@@ -76,21 +72,15 @@ class EgoITBuilder(core.Builder):
     def build_pipeline(self, p, cfg: EgoITConfig) -> None:
         build_pipeline(p, cfg)
 
-    def summary(self, stats: dict, seconds: float) -> str:
+    def summary_lines(self, stats: dict) -> list[str]:
         items = stats["items"]
-        lines = [f"EgoIT build finished in {seconds:.1f}s: {stats['samples']} samples"]
+        lines = []
         for source, counts in items["converted"].items():
-            lines.append(
-                f"  {source}: {counts['all']} items converted, {items['after_dedup'].get(source, {}).get('all', 0)} "
-                f"after dedup, {items['after_mixing'].get(source, {}).get('all', 0)} after mixing, "
-                f"{items['in_shards'].get(source, {}).get('all', 0)} in shards"
-            )
-        for split, d in stats["splits"].items():
-            lines.append(f"  {split}: {d['shards']} shards, {d['samples']} samples, {d['bytes']} bytes")
-        for reason, count in stats["failures_by_scope_and_reason"].items():
-            lines.append(f"  {reason}: {count}")
-        lines.append(f"  unaccounted items: {items['unaccounted']}")
-        return "\n".join(lines)
+            after = {stage: items[stage].get(source, {}).get("all", 0) for stage in ("after_dedup", "after_mixing", "in_shards")}
+            lines.append(f"  {source}: {counts['all']} items converted, {after['after_dedup']} after dedup, "
+                         f"{after['after_mixing']} after mixing, {after['in_shards']} in shards")  # fmt: skip
+        lines += core.split_lines(stats["splits"], "shards", "samples", "bytes")
+        return [*lines, f"  unaccounted items: {items['unaccounted']}"]
 
 
 BUILDER = EgoITBuilder()

@@ -7,9 +7,10 @@ so a re-run recognises complete shards by their fingerprint and skips them (resu
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 
+from pipeline.core.failures import FailureRecord
+from pipeline.core.planning import ShardPlan, add_json, fingerprint_start
 from pipeline.core.records import SourceVideo
 from pipeline.egoit.records import EgoITItem, RecordFailure
 
@@ -19,10 +20,12 @@ SCOPES = ("file", "record", "item", "video")
 
 
 @dataclass(frozen=True)
-class ItemFailure:
+class ItemFailure(FailureRecord):
     """One input that did not make it into the shards, and why. scope: file (a whole annotation file),
     record (an annotation row), item (a converted sample: conversion, dedup, mixing, its clip), video (a
     source video; each of its items also gets an item record)."""
+
+    SORT = ("source", "scope", "file", "record", "item", "video", "reason", "detail")
 
     reason: str
     scope: str
@@ -33,12 +36,6 @@ class ItemFailure:
     video: str = ""  # source video, relative to the source's video root
     file: str = ""
     detail: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def sort_key(self) -> tuple:
-        return (self.source, self.scope, self.file, self.record, self.item, self.video, self.reason, self.detail)
 
     @classmethod
     def from_record_failure(cls, f: RecordFailure) -> ItemFailure:
@@ -121,25 +118,15 @@ def plan_video(
     return VideoPlan(source, path, location, images, video, tuple(planned)), failures
 
 
-@dataclass(frozen=True)
-class ShardPlan:
-    name: str  # file stem, e.g. "egoit-train-000003"
-    split: str
-    index: int
-    videos: tuple[VideoPlan, ...]
-    fingerprint: str
-
-
 def shard_plan(content_options: dict, name: str, split: str, index: int, videos: tuple[VideoPlan, ...]) -> ShardPlan:
     return ShardPlan(name, split, index, videos, fingerprint(content_options, videos))
 
 
-def fingerprint(content_options: dict, videos: list[VideoPlan]) -> str:
+def fingerprint(content_options: dict, videos: tuple[VideoPlan, ...]) -> str:
     """Hash of everything that determines a shard's bytes, so resume can trust a finished shard."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"format_version": FORMAT_VERSION, **content_options}, sort_keys=True).encode())
+    h = fingerprint_start(content_options, FORMAT_VERSION)
     for v in videos:
-        h.update(json.dumps([v.source, v.path, asdict(v.video), len(v.images)], sort_keys=True).encode())
+        add_json(h, [v.source, v.path, asdict(v.video), len(v.images)])
         for p in v.items:
-            h.update(json.dumps([asdict(p.item), p.start_frame, p.end_frame], sort_keys=True, default=str).encode())
+            add_json(h, [asdict(p.item), p.start_frame, p.end_frame])
     return h.hexdigest()

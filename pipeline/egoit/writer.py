@@ -102,10 +102,10 @@ def build_shard(
     if fmt.clip_files and FileSystems.exists(clip_dir):
         FileSystems.delete([clip_dir])  # a rebuilt shard rewrites its clips from scratch
     samples_of = functools.partial(_video_samples, out=out, shard=plan.name, fmt=fmt)
-    return write_shard(out, plan, plan.videos, fmt=fmt, layout=LAYOUT, samples_of=samples_of, tmp_root=tmp_root,
+    return write_shard(out, plan, plan.groups, fmt=fmt, layout=LAYOUT, samples_of=samples_of, tmp_root=tmp_root,
                        on_group=on_group)  # fmt: skip
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:
     """(videos, items) of a shard for the progress bar."""
-    return len(plan.videos), sum(len(v.items) for v in plan.videos)
+    return len(plan.groups), sum(len(v.items) for v in plan.groups)
