@@ -262,6 +262,9 @@ def test_an_unclosed_quote_swallows_no_other_row():
     # a real multi-line quoted field is one record
     legit = list(csv_records(io.StringIO('id,a,b\n1,"two\nlines",z\n2,y,z\n')))
     assert [r for _, r in legit] == [["id", "a", "b"], ["1", "two\nlines", "z"], ["2", "y", "z"]]
+    # a file cut inside a quoted field (with or without its line end) fails its last row
+    for cut in ('2,"y', '2,"y\n'):
+        assert isinstance(list(csv_records(["id,a\n", "1,x\n", cut]))[-1][1], Exception)
 
 
 @needs_real

@@ -278,11 +278,14 @@ def _row_width(line: str, delimiter: str) -> int:
 def _broken_quote(
     taken: list[str], fields: list[str], width: int, delimiter: str, multiline: bool
 ) -> BadRow | None:
-    """Why a record whose quoted field holds a line break is not a record (None when it is one)."""
-    swallowed = [n for n, line in enumerate(taken[1:], start=2) if _row_width(line, delimiter) == width]
+    """Why a record that spans lines (or ends the file) is not a record (None when it is one)."""
     if _ends_in_quote("".join(taken), delimiter):
         why = "the quote never closes"
-    elif swallowed:
+    elif len(taken) == 1:
+        return None
+    elif swallowed := [
+        n for n, line in enumerate(taken[1:], start=2) if _row_width(line, delimiter) == width
+    ]:
         why = f"its line {swallowed[0]} is a row by itself"
     elif not multiline:
         why = "a quoted field spans lines"
@@ -317,7 +320,9 @@ def csv_records(
         if fields == [] and len(src.taken) <= 1:  # blank lines are not records
             continue
         taken = src.taken
-        if error is None and width >= 0 and (len(taken) > 1 or any("\n" in f or "\r" in f for f in fields)):
+        # a record over several lines, or one whose quote swallowed its line end or met the end of the file
+        at_end = not taken[-1].endswith(("\n", "\r"))
+        if error is None and width >= 0 and (len(taken) > 1 or at_end or fields[-1][-1:] in ("\n", "\r")):
             error = _broken_quote(taken, fields, width, delimiter, multiline)
         number += 1
         if error is not None:

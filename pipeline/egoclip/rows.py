@@ -170,7 +170,7 @@ def parse_row(row: int, fields: dict[str, str]) -> ClipRow:
     except ValueError:
         dur = -1.0
     dur = dur if math.isfinite(dur) and 0 <= dur <= MAX_SECONDS else -1.0
-    source = fields["narration_source"].strip()
+    source = clean_text(fields["narration_source"]).strip()
     return ClipRow(row, f"{uid}-{source_tag(source)}-{ind:06d}", uid, dur, source, ind, at, start, end, raw, text,
                    tags(fields["tag_verb"], "tag_verb"), tags(fields["tag_noun"], "tag_noun"))  # fmt: skip
 
