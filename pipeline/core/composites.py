@@ -2,6 +2,7 @@
 labelled steps (the work is in pipeline.core.planning and the builders' pure modules).
 
     ReadSources      source specs -> what one reader DoFn yields per spec (spread over workers), failures, counts
+    FnStep           one DoFn over a PCollection (spread, or grouped by key first): {main, failures[, counts]}
     AssignShards     per split: planned groups -> shard plans (decided before any decoding)
     Finalize         once every shard is written: the builder's dataset-level files, stats.json last
 
@@ -30,13 +31,32 @@ class ReadSources(beam.PTransform):
         self.specs, self.read_fn, self.main = list(specs), read_fn, main
 
     def expand(self, p):
-        read = (
-            p
-            | "Specs" >> beam.Create(self.specs)
-            | "SpreadSpecs" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(self.read_fn).with_outputs(FAILURES, COUNTS, main=self.main)
-        )
-        return {self.main: read[self.main], "failures": read[FAILURES], "counts": read[COUNTS]}
+        specs = p | "Specs" >> beam.Create(self.specs)
+        return specs | "Read" >> FnStep(self.read_fn, self.main, before="spread", counts=True)
+
+
+class FnStep(beam.PTransform):
+    """One step of a builder: `fn` (a DoFn whose failures, and counts with counts=True, are tagged outputs)
+    applied to every element, after spreading the elements over workers (before="spread") or grouping them
+    by key (before="group", keyed by `key(element)` first when given). Returns {main, "failures"[, "counts"]}."""
+
+    def __init__(self, fn: beam.DoFn, main: str, *, before: str | None = None, key: Callable | None = None,
+                 counts: bool = False):  # fmt: skip
+        super().__init__()
+        if before not in (None, "spread", "group"):
+            raise ValueError(f"FnStep.before={before!r}: expected None, 'spread' or 'group'")
+        self.fn, self.main, self.before, self.key, self.counts = fn, main, before, key, counts
+
+    def expand(self, pcoll):
+        if self.key is not None:
+            pcoll = pcoll | "Key" >> beam.Map(self.key)
+        if self.before == "spread":
+            pcoll = pcoll | "Spread" >> beam.Reshuffle()
+        elif self.before == "group":
+            pcoll = pcoll | "Group" >> beam.GroupByKey()
+        tags = (FAILURES, COUNTS) if self.counts else (FAILURES,)
+        out = pcoll | "Apply" >> beam.ParDo(self.fn).with_outputs(*tags, main=self.main)
+        return {self.main: out[self.main], **{tag: out[tag] for tag in tags}}
 
 
 class AssignGroupsFn(beam.DoFn):

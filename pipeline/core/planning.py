@@ -81,18 +81,19 @@ class ShardSizing:
 
 
 def pack_groups(groups: Iterable, sizing: ShardSizing) -> list[list]:
-    """Groups (decode units) -> shards' members: in (order_key, group_key) order, bounded by samples and
-    estimated bytes; a group never spans two shards. A group has `order_key` and `group_key` (str, unique),
-    `sample_keys` (its samples) and `frame_ranges` ([start, end) of its clips: the byte estimate, spread
-    evenly over its samples)."""
-    by_key = {g.group_key: g for g in sorted(groups, key=lambda g: (g.order_key, g.group_key))}
+    """Groups (decode units) -> shards' members: in (order_key, key) order, bounded by samples and estimated
+    bytes; a group never spans two shards. A group has `order_key` and `pack_unit()` -> (key: a unique str,
+    its samples' keys, the [start, end) frame ranges of its clips: the byte estimate, spread evenly over its
+    samples)."""
+    by_key: dict[str, tuple] = {}  # a key given twice: its place is the first's, its group the last's
+    for unit, g in sorted(((g.pack_unit(), g) for g in groups), key=lambda u: (u[1].order_key, u[0][0])):
+        by_key[unit[0]] = (unit, g)
     units = []
-    for k, g in by_key.items():
-        names = list(g.sample_keys)
-        size = sizing.clip_bytes(g.frame_ranges) // max(len(names), 1)
-        units.append((k, [(name, size) for name in names]))
+    for key, ((_, names, ranges), _) in by_key.items():
+        size = sizing.clip_bytes(ranges) // max(len(names), 1)
+        units.append((key, [(name, size) for name in names]))
     packed = shards.plan_shards_grouped(units, sizing.max_samples, sizing.max_bytes)
-    return [[by_key[k] for k in keys] for keys in packed]
+    return [[by_key[k][1] for k in keys] for keys in packed]
 
 
 @dataclass(frozen=True)

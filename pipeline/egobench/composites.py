@@ -14,44 +14,18 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from pipeline.core.transforms import FAILURES
+from pipeline.core.composites import FnStep
 from pipeline.egobench import transforms as T
 
 
-class PlanVideos(beam.PTransform):
+def PlanVideos(roots: dict[str, str], probe_timeout_s: float, image_fps: float) -> FnStep:
     """((benchmark, path, frames), (item, k)) -> ((benchmark, task, id), (k, item, ClipPlan | failure))."""
-
-    def __init__(self, roots: dict[str, str], probe_timeout_s: float, image_fps: float):
-        super().__init__()
-        self.roots, self.probe_timeout_s, self.image_fps = roots, probe_timeout_s, image_fps
-
-    def expand(self, keyed_clips):
-        planned = (
-            keyed_clips
-            | "GroupBySource" >> beam.GroupByKey()
-            | "ProbeAndPlan"
-            >> beam.ParDo(T.PlanVideoFn(self.roots, self.probe_timeout_s, self.image_fps)).with_outputs(
-                FAILURES, main="clips"
-            )
-        )
-        return {"clips": planned.clips, "failures": planned[FAILURES]}
+    return FnStep(T.PlanVideoFn(roots, probe_timeout_s, image_fps), "clips", before="group")
 
 
-class AssembleItems(beam.PTransform):
-    """Planned clips -> (task, PlannedItem) per item whose clips all exist."""
-
-    def __init__(self, longest_member: int):
-        super().__init__()
-        self.longest_member = longest_member
-
-    def expand(self, keyed_clips):
-        items = (
-            keyed_clips
-            | "GroupByItem" >> beam.GroupByKey()
-            | "Assemble"
-            >> beam.ParDo(T.AssembleItemFn(self.longest_member)).with_outputs(FAILURES, main="items")
-        )
-        return {"items": items.items, "failures": items[FAILURES]}
+def AssembleItems(longest_member: int) -> FnStep:
+    """Planned clips -> (task, PlannedItem) per item whose clips all exist, else one item failure."""
+    return FnStep(T.AssembleItemFn(longest_member), "items", before="group")
 
 
 class CutStagedSources(beam.PTransform):

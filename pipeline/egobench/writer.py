@@ -19,7 +19,6 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from apache_beam.io.filesystems import FileSystems
@@ -239,14 +238,7 @@ def _staged_samples(
 # ------------------------------------------------------------------------------------------- shards
 
 
-def build_shard(
-    plan: ShardPlan,
-    out: str,
-    fmt: OutputFormat,
-    *,
-    tmp_root: str | None = None,
-    on_group: Callable[[str, int, float], None] | None = None,
-) -> dict:
+def build_shard(plan: ShardPlan, out: str, fmt: OutputFormat, **writer_options) -> dict:
     """Write the shard's tar, parquet manifest and stats (last). Returns the stats dict."""
     if plan.staged:
         sources_of = lambda group: []  # noqa: E731  the clips are staged: nothing to decode here
@@ -257,8 +249,7 @@ def build_shard(
         sources_of, samples_of = group_sources, functools.partial(_group_samples, fmt=fmt)
     layout = ShardLayout(sources_of, S.manifest_table, summarize=lambda rows: {"n_items": len(rows)},
                          group_name=lambda g: f"{plan.task} {g.name}")  # fmt: skip
-    return write_shard(out, plan, plan.groups, fmt=fmt, layout=layout, samples_of=samples_of, tmp_root=tmp_root,
-                       on_group=on_group)  # fmt: skip
+    return write_shard(out, plan, plan.groups, fmt=fmt, layout=layout, samples_of=samples_of, **writer_options)
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:

@@ -9,46 +9,16 @@ ReadClipRows and PlanVideos return dicts of PCollections including `failures` (r
 
 from __future__ import annotations
 
-import apache_beam as beam
-
-from pipeline.core.transforms import FAILURES
+from pipeline.core.composites import FnStep, ReadSources
 from pipeline.egoclip import transforms as T
 
 
-class ReadClipRows(beam.PTransform):
-    def __init__(self, csv_path: str):
-        super().__init__()
-        self.csv_path = csv_path
-
-    def expand(self, p):
-        read = (
-            p
-            | "CsvPath" >> beam.Create([self.csv_path])
-            | "ReadRows" >> beam.ParDo(T.ReadRowsFn()).with_outputs(FAILURES, T.COUNTS, main="rows")
-        )
-        return {"rows": read.rows, "failures": read[FAILURES], "counts": read[T.COUNTS]}
+def ReadClipRows(csv_path: str) -> ReadSources:
+    """The csv path -> {"rows": ClipRows, "failures": row failures, "counts": [("rows", n)]}."""
+    return ReadSources([csv_path], T.ReadRowsFn(), main="rows")
 
 
-class PlanVideos(beam.PTransform):
-    """ClipRows -> one VideoPlan per usable video."""
-
-    def __init__(self, root: str, probe_timeout_s: float, val_fraction: float, seed: int):
-        super().__init__()
-        self.root, self.probe_timeout_s, self.val_fraction, self.seed = (
-            root,
-            probe_timeout_s,
-            val_fraction,
-            seed,
-        )
-
-    def expand(self, rows):
-        planned = (
-            rows
-            | "KeyByVideo" >> beam.Map(T.key_by_video)
-            | "GroupByVideo" >> beam.GroupByKey()
-            | "LocateProbeAndPlan"
-            >> beam.ParDo(
-                T.PlanVideoFn(self.root, self.probe_timeout_s, self.val_fraction, self.seed)
-            ).with_outputs(FAILURES, main="plans")
-        )
-        return {"plans": planned.plans, "failures": planned[FAILURES]}
+def PlanVideos(root: str, probe_timeout_s: float, val_fraction: float, seed: int) -> FnStep:
+    """ClipRows -> one VideoPlan per usable video (located under the Ego4D root, probed once), failures."""
+    return FnStep(T.PlanVideoFn(root, probe_timeout_s, val_fraction, seed), "plans", before="group",
+                  key=T.key_by_video)  # fmt: skip

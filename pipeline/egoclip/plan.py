@@ -78,18 +78,9 @@ class VideoPlan:
         """Videos are packed in hash order: each shard holds a spread of videos, not a run of one recorder's."""
         return hashlib.sha256(self.video_uid.encode()).hexdigest()
 
-    # a group of the core's shard packing (pipeline.core.planning.pack_groups)
-    @property
-    def group_key(self) -> str:
-        return self.video_uid
-
-    @property
-    def sample_keys(self) -> list[str]:
-        return [c.row.key for c in self.clips]
-
-    @property
-    def frame_ranges(self) -> list[tuple[int, int]]:
-        return [(c.start_frame, c.end_frame) for c in self.clips]
+    def pack_unit(self) -> tuple[str, list[str], list[tuple[int, int]]]:
+        """(key, sample keys, frame ranges) for the core's shard packing (pipeline.core.planning.pack_groups)."""
+        return self.video_uid, [c.row.key for c in self.clips], [(c.start_frame, c.end_frame) for c in self.clips]
 
 
 def plan_video(

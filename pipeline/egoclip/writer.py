@@ -4,7 +4,6 @@ for all of its clips; each row becomes one sample (ego clip, caption, json)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.core.clips import ClipFormat, ClipRequest, check_decode_settings
@@ -65,18 +64,10 @@ LAYOUT = ShardLayout(video_sources, S.manifest_table, unit="video", group_name=l
                      summarize=lambda rows: {"n_videos": len({r["video_uid"] for r in rows})})  # fmt: skip
 
 
-def build_shard(
-    plan: ShardPlan,
-    out: str,
-    fmt: OutputFormat,
-    *,
-    tmp_root: str | None = None,
-    on_group: Callable[[str, int, float], None] | None = None,
-) -> dict:
+def build_shard(plan: ShardPlan, out: str, fmt: OutputFormat, **writer_options) -> dict:
     """Write the shard's tar, parquet manifest and stats (last). Returns the stats dict."""
     samples_of = functools.partial(video_samples, n_frames=fmt.clip.n_frames)
-    return write_shard(out, plan, plan.groups, fmt=fmt, layout=LAYOUT, samples_of=samples_of, tmp_root=tmp_root,
-                       on_group=on_group)  # fmt: skip
+    return write_shard(out, plan, plan.groups, fmt=fmt, layout=LAYOUT, samples_of=samples_of, **writer_options)
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:

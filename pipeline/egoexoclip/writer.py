@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo, check_decode_settings
@@ -160,20 +159,12 @@ LAYOUT = ShardLayout(take_sources, S.manifest_table, summarize=_narration_count,
                      group_name=lambda take: take.take.take_name)  # fmt: skip
 
 
-def build_shard(
-    plan: ShardPlan,
-    out: str,
-    fmt: OutputFormat,
-    *,
-    tmp_root: str | None = None,
-    on_group: Callable[[str, int, float], None] | None = None,
-) -> dict:
+def build_shard(plan: ShardPlan, out: str, fmt: OutputFormat, **writer_options) -> dict:
     """Write the shard's tar, parquet manifest and stats (last). Returns the stats dict. A take is one group
     of the core's writer: its progress event and log line ("take <name> (<k> pairs)") come from there."""
     layout = dataclasses.replace(LAYOUT, samples_unit="moments" if fmt.layout == "moments" else "pairs")
     samples_of = functools.partial(_take_samples, fmt=fmt)
-    return write_shard(out, plan, plan.groups, fmt=fmt, layout=layout, samples_of=samples_of, tmp_root=tmp_root,
-                       on_group=on_group)  # fmt: skip
+    return write_shard(out, plan, plan.groups, fmt=fmt, layout=layout, samples_of=samples_of, **writer_options)
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:

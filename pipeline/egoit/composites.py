@@ -17,49 +17,20 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.pvalue import AsDict
 
+from pipeline.core.composites import COUNTS, FnStep
 from pipeline.core.transforms import FAILURES
 from pipeline.egoit import mix
 from pipeline.egoit import transforms as T
 
 
-def _outputs(result, main: str) -> dict:
-    return {main: result[main], "failures": result[FAILURES], "counts": result[T.COUNTS]}
+def ConvertItems(templates_path: str | None, val_fraction: float, seed: int) -> FnStep:
+    """SourceRecords -> ((source, video id), EgoITItem) in the first person, failures, counts."""
+    return FnStep(T.ConvertFn(templates_path, val_fraction, seed), "items", before="spread", counts=True)
 
 
-class ConvertItems(beam.PTransform):
-    def __init__(self, templates_path: str | None, val_fraction: float, seed: int):
-        super().__init__()
-        self.templates_path, self.val_fraction, self.seed = templates_path, val_fraction, seed
-
-    def expand(self, records):
-        converted = (
-            records
-            | "SpreadRecords" >> beam.Reshuffle()
-            | "Convert"
-            >> beam.ParDo(T.ConvertFn(self.templates_path, self.val_fraction, self.seed)).with_outputs(
-                FAILURES, T.COUNTS, main="items"
-            )
-        )
-        return _outputs(converted, "items")
-
-
-class RemoveNearDuplicates(beam.PTransform):
-    """Input: ((source, video_id), item)."""
-
-    def __init__(self, threshold: float, model_dir: str | None, model_sha256: str | None):
-        super().__init__()
-        self.threshold, self.model_dir, self.model_sha256 = threshold, model_dir, model_sha256
-
-    def expand(self, keyed_items):
-        kept = (
-            keyed_items
-            | "GroupByVideo" >> beam.GroupByKey()
-            | "Dedup"
-            >> beam.ParDo(T.DedupFn(self.threshold, self.model_dir, self.model_sha256)).with_outputs(
-                FAILURES, T.COUNTS, main="items"
-            )
-        )
-        return _outputs(kept, "items")
+def RemoveNearDuplicates(threshold: float, model_dir: str | None, model_sha256: str | None) -> FnStep:
+    """((source, video id), item) -> the items that are not near duplicates of an earlier one of their video."""
+    return FnStep(T.DedupFn(threshold, model_dir, model_sha256), "items", before="group", counts=True)
 
 
 class MixSources(beam.PTransform):
@@ -83,25 +54,11 @@ class MixSources(beam.PTransform):
             | "CapThresholds" >> beam.ParDo(T.CapThresholdFn(rules))
         )
         mixed = items | "Mix" >> beam.ParDo(T.MixFn(rules, seed), thresholds=AsDict(thresholds)).with_outputs(
-            FAILURES, T.COUNTS, main="items"
+            FAILURES, COUNTS, main="items"
         )
-        return _outputs(mixed, "items")
+        return {"items": mixed["items"], "failures": mixed[FAILURES], "counts": mixed[COUNTS]}
 
 
-class PlanVideos(beam.PTransform):
-    """((source, video path), item) -> VideoPlan per source video."""
-
-    def __init__(self, roots: dict[str, str], probe_timeout_s: float, image_fps: float):
-        super().__init__()
-        self.roots, self.probe_timeout_s, self.image_fps = roots, probe_timeout_s, image_fps
-
-    def expand(self, keyed_items):
-        planned = (
-            keyed_items
-            | "GroupBySourceVideo" >> beam.GroupByKey()
-            | "ProbeAndPlan"
-            >> beam.ParDo(T.PlanVideoFn(self.roots, self.probe_timeout_s, self.image_fps)).with_outputs(
-                FAILURES, main="plans"
-            )
-        )
-        return {"plans": planned.plans, "failures": planned[FAILURES]}
+def PlanVideos(roots: dict[str, str], probe_timeout_s: float, image_fps: float) -> FnStep:
+    """((source, video path), item) -> VideoPlan per source video (probed once), failures."""
+    return FnStep(T.PlanVideoFn(roots, probe_timeout_s, image_fps), "plans", before="group")

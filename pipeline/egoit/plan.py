@@ -72,18 +72,10 @@ class VideoPlan:
         order still sees the mixture)."""
         return hashlib.sha256(f"{self.source}/{self.path}".encode()).hexdigest()
 
-    # a group of the core's shard packing (pipeline.core.planning.pack_groups)
-    @property
-    def group_key(self) -> str:
-        return f"{self.source}/{self.path}"
-
-    @property
-    def sample_keys(self) -> list[str]:
-        return [f"{self.group_key}#{i}" for i in range(len(self.items))]
-
-    @property
-    def frame_ranges(self) -> list[tuple[int, int]]:
-        return [(p.start_frame, p.end_frame) for p in self.items]
+    def pack_unit(self) -> tuple[str, list[str], list[tuple[int, int]]]:
+        """(key, sample keys, frame ranges) for the core's shard packing (pipeline.core.planning.pack_groups)."""
+        key = f"{self.source}/{self.path}"
+        return key, [f"{key}#{i}" for i in range(len(self.items))], [(p.start_frame, p.end_frame) for p in self.items]
 
 
 def frame_window(start_sec: float | None, end_sec: float | None, fps: float, n_frames: int) -> tuple[int, int]:

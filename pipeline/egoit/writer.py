@@ -8,7 +8,6 @@ they are written before the shard's commit marker, so a shard that counts as com
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from apache_beam.io.filesystems import FileSystems
@@ -89,21 +88,13 @@ LAYOUT = ShardLayout(video_sources, S.manifest_table, summarize=lambda rows: {"n
                      group_name=lambda v: f"{v.source} {v.path}")  # fmt: skip
 
 
-def build_shard(
-    plan: ShardPlan,
-    out: str,
-    fmt: OutputFormat,
-    *,
-    tmp_root: str | None = None,
-    on_group: Callable[[str, int, float], None] | None = None,
-) -> dict:
+def build_shard(plan: ShardPlan, out: str, fmt: OutputFormat, **writer_options) -> dict:
     """Write the shard's tar, parquet manifest, clip files and stats (last). Returns the stats dict."""
     clip_dir = join(out, f"{CLIPS_DIR}/{plan.name}")
     if fmt.clip_files and FileSystems.exists(clip_dir):
         FileSystems.delete([clip_dir])  # a rebuilt shard rewrites its clips from scratch
     samples_of = functools.partial(_video_samples, out=out, shard=plan.name, fmt=fmt)
-    return write_shard(out, plan, plan.groups, fmt=fmt, layout=LAYOUT, samples_of=samples_of, tmp_root=tmp_root,
-                       on_group=on_group)  # fmt: skip
+    return write_shard(out, plan, plan.groups, fmt=fmt, layout=LAYOUT, samples_of=samples_of, **writer_options)
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:
