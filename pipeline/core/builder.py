@@ -58,6 +58,16 @@ class Builder:
     def build_pipeline(self, p: beam.Pipeline, cfg) -> None:
         raise NotImplementedError
 
+    def rows_read(self, stats: dict) -> dict[str, int]:
+        """Rows of each source's annotation files (read or rejected) in a build's stats, for the loss check
+        (`source_losses`); {} where the builder checks its files completely before the build instead."""
+        return {}
+
+    def source_of(self, failure: dict) -> str | None:
+        """The source of a lost annotation row or file (an errors.jsonl line), or None for other losses
+        (items dropped by design, videos)."""
+        return failure.get("source") if failure.get("scope") in ("file", "record") else None
+
     def summary_lines(self, stats: dict) -> list[str]:
         """The dataset's own lines of the summary (counts by source, split or task)."""
         return []
@@ -112,3 +122,32 @@ def run(builder: Builder, cfg, beam_args: list[str] | None = None, *, checked: b
         with beam.Pipeline(options=options) as p:
             builder.build_pipeline(p, cfg)
     return read_json(FileSystems.join(cfg.out, "stats.json"))
+
+
+def source_losses(builder: Builder, stats: dict, failures: list[dict]) -> dict[str, dict]:
+    """{source: {"read": rows, "lost": rows rejected, "files_failed": n, "reasons": {reason: n}}} of a build."""
+    found = {name: {"read": n, "lost": 0, "files_failed": 0, "reasons": {}} for name, n in builder.rows_read(stats).items()}
+    for f in failures:
+        source = builder.source_of(f)
+        if source is None or source not in found:
+            continue
+        d = found[source]
+        d["files_failed" if f["scope"] == "file" else "lost"] += 1
+        d["reasons"][f["reason"]] = d["reasons"].get(f["reason"], 0) + 1
+    return found
+
+
+def loss_problems(losses: dict[str, dict], max_share: float) -> list[str]:
+    """One line per source that lost more than max_share of its rows, or all of them (a file that could not
+    be read, an empty one): what a build must not pass over silently. max_share 1 accepts any loss."""
+    if max_share >= 1:
+        return []
+    problems = []
+    for source, d in sorted(losses.items()):
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(d["reasons"].items())) or "no rows"
+        if d["read"] == 0:
+            problems.append(f"{source}: no row read ({reasons})")
+        elif d["lost"] / d["read"] > max_share:
+            problems.append(f"{source}: {d['lost']} of {d['read']} rows lost ({d['lost'] / d['read']:.0%} > "
+                            f"{max_share:.0%}: {reasons})")  # fmt: skip
+    return problems

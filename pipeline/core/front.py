@@ -13,7 +13,9 @@ What every builder gets from here, alike:
   INFO lines, workers too), the progress bar on local engines;
 * OUT's lock before the bar is drawn, the build session around the engine, the summary at the end.
 
-Exit status: 0 built; 2 the build could not start (one-line message); 143 terminated by SIGTERM.
+Exit status: 0 built; 2 the build could not start (one-line message), or it finished but a source lost more
+than --max-bad-share of its annotation rows to bad input, or all of them (a truncated or unreadable file: one
+`error:` line per such source, the lost rows in OUT/errors.jsonl); 143 terminated by SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import json
 import logging
 import sys
 import time
 from functools import cache
 
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pipeline.core.builder import Builder, check_build_inputs, run
+from pipeline.core.builder import Builder, check_build_inputs, loss_problems, run, source_losses
 from pipeline.core.cli import RUNNERS, add_runner_args, check_runner_args, run_with_runner
 from pipeline.core.clips import ClipFormat
 from pipeline.core.inputs import InputError
@@ -63,6 +67,13 @@ def add_common_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", default="veryfast", help="x264 preset of mp4 clips")
     g.add_argument("--crf", type=int, default=23, help="x264 CRF of mp4 clips")
     ap.add_argument("--overwrite", action="store_true", help="rebuild every shard, even complete ones")
+    ap.add_argument(
+        "--max-bad-share",
+        type=float,
+        default=0.5,
+        help="exit 2 when a source loses more than this share of its annotation rows to bad input, or all of "
+        "them (default 0.5; 1 accepts any loss; every lost row is in OUT/errors.jsonl either way)",
+    )
     ap.add_argument(
         "--quiet",
         action="store_true",
@@ -160,6 +171,8 @@ def parse_args(builder: Builder, argv: list[str] | None = None):
     args, beam_args = ap.parse_known_args(argv)
     check_beam_args(ap, beam_args)
     check_runner_name(args.runner)
+    if not 0 <= args.max_bad_share <= 1:
+        fail(f"--max-bad-share={args.max_bad_share}: must be in [0, 1]")
     try:
         cfg = builder.config(args, clip_format(args))
     except (builder.config_error, ValueError, TypeError) as err:
@@ -211,4 +224,13 @@ def main(builder: Builder, argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     print(builder.summary(stats, time.monotonic() - started))
-    return 0
+    problems = loss_problems(source_losses(builder, stats, read_errors(cfg.out)), args.max_bad_share)
+    for line in problems:
+        print(f"error: source {line}; see {cfg.out}/errors.jsonl (--max-bad-share sets the limit)", file=sys.stderr)
+    return 2 if problems else 0
+
+
+def read_errors(out: str) -> list[dict]:
+    """OUT/errors.jsonl of a finished build (local or remote)."""
+    with FileSystems.open(FileSystems.join(out, "errors.jsonl"), compression_type="uncompressed") as f:
+        return [json.loads(line) for line in f.read().decode("utf-8").splitlines() if line.strip()]

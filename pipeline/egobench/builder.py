@@ -48,6 +48,12 @@ class EgoBenchBuilder(core.Builder):
     def build_pipeline(self, p, cfg: EgoBenchConfig) -> None:
         build_pipeline(p, cfg)
 
+    def rows_read(self, stats: dict) -> dict[str, int]:
+        return {name: stats["rows"].get(name, 0) for name in stats["options"]["benchmarks"]}
+
+    def source_of(self, failure: dict) -> str | None:
+        return failure.get("benchmark") if failure.get("scope") in ("file", "record") else None
+
     def summary_lines(self, stats: dict) -> list[str]:
         items = stats["items"]
         lines = [f"  {b}: {n} rows, {stats['row_failures'].get(b, 0)} rejected by the reader" for b, n in stats["rows"].items()]

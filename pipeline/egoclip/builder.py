@@ -19,8 +19,9 @@ from pipeline.core.clips import ClipFormat
 from pipeline.core.inputs import InputError
 from pipeline.core.localize import is_local
 from pipeline.egoclip.build import EgoClipConfig, build_pipeline
+from pipeline.egoclip.plan import DUPLICATE, OUTSIDE
 from pipeline.egoclip.rows import COLUMNS
-from pipeline.egoclip.writer import OutputFormat
+from pipeline.egoclip.writer import NO_CLIP, OutputFormat
 
 
 def csv_header_problem(path: str) -> str | None:
@@ -83,6 +84,14 @@ class EgoClipBuilder(core.Builder):
 
     def build_pipeline(self, p, cfg: EgoClipConfig) -> None:
         build_pipeline(p, cfg)
+
+    def rows_read(self, stats: dict) -> dict[str, int]:
+        return {"--csv": stats["rows"]["input"]}
+
+    def source_of(self, failure: dict) -> str | None:
+        """Rows the reader rejected (not those of missing videos or windows outside them)."""
+        planned = failure["reason"].startswith("video") or failure["reason"] in (DUPLICATE, OUTSIDE, NO_CLIP)
+        return "--csv" if failure["scope"] == "file" or (failure["scope"] == "row" and not planned) else None
 
     def summary_lines(self, stats: dict) -> list[str]:
         r = stats["rows"]

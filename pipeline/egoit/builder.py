@@ -72,6 +72,10 @@ class EgoITBuilder(core.Builder):
     def build_pipeline(self, p, cfg: EgoITConfig) -> None:
         build_pipeline(p, cfg)
 
+    def rows_read(self, stats: dict) -> dict[str, int]:
+        rows = stats["input_rows"]
+        return {source: rows.get(source, {}).get("all", 0) for source in stats["options"]["sources"]}
+
     def summary_lines(self, stats: dict) -> list[str]:
         items = stats["items"]
         lines = []
