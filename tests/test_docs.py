@@ -118,7 +118,10 @@ def _module_calls() -> list[tuple[str, str, list[str]]]:
 
 
 def _options(words: list[str]) -> list[str]:
-    return [w.split("=", 1)[0] for w in words if w.startswith("--") and len(w) > 2]
+    """The `--name` options among shell words (`--name=value` counts; a quoted value such as
+    `--build-args '--frames 16'` is one word, not an option of this command)."""
+    names = (w.split("=", 1)[0] for w in words)
+    return [n for n in names if re.fullmatch(r"--[A-Za-z0-9][\w-]*", n)]
 
 
 def _is_entry(module: str) -> bool:
