@@ -65,6 +65,14 @@ def write_json(path: str, obj) -> None:
     write_bytes(path, json.dumps(obj, sort_keys=True, indent=1).encode())
 
 
+def write_loose_file(out: str, rel: str, data: bytes, record: dict[str, str]) -> None:
+    """A file of a shard kept outside its tar (EgoIT's clip files): written (temporary name, then rename) and
+    its sha256 recorded in `record` under its path relative to OUT. A builder puts the record into the
+    shard's stats as "loose_files" (ShardLayout.summarize), so resume verifies them (shard_is_complete)."""
+    write_bytes(join(out, rel), data)
+    record[rel] = hashlib.sha256(data).hexdigest()
+
+
 HASH_CHUNK = 8 << 20
 
 
@@ -79,9 +87,10 @@ def file_sha256(path: str) -> str:
 
 def shard_is_complete(out: str, name: str, fingerprint: str) -> bool:
     """A shard is complete when its commit marker exists and matches the plan (options fingerprint), and its
-    tar and parquet have the sizes and sha256 digests the marker records: a file replaced by another build's
-    (even of the same size), truncated or damaged is found here and the shard rebuilt. Markers without the
-    digests (written before they were recorded) count as incomplete."""
+    tar and parquet have the sizes and sha256 digests the marker records, as have the shard's loose files
+    (write_loose_file): a file replaced by another build's (even of the same size), truncated, damaged or
+    deleted is found here and the shard rebuilt. Markers without the digests (written before they were
+    recorded) count as incomplete."""
     files = shard_files(out, name)
     try:
         stats = read_json(files["stats"])
@@ -94,6 +103,7 @@ def shard_is_complete(out: str, name: str, fingerprint: str) -> bool:
             and parquet[0].size_in_bytes == stats["parquet_bytes"]
             and file_sha256(files["tar"]) == stats["tar_sha256"]
             and file_sha256(files["parquet"]) == stats["parquet_sha256"]
+            and all(file_sha256(join(out, rel)) == sha for rel, sha in stats.get("loose_files", {}).items())
         )
     except Exception:  # missing, unreadable or truncated marker or file: rebuild
         return False

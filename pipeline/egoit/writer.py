@@ -1,19 +1,21 @@
 """EgoIT shards: a source video is one group of the core's shard writer (pipeline/core/writer.py), decoded once
 for all of its items; each item becomes one sample, and (for egoit.json) one clip file next to the shards.
 
-Clip files live under ``OUT/clips/<shard name>/``: a rebuilt shard rewrites its own folder and nothing else, and
-they are written before the shard's commit marker, so a shard that counts as complete has its clips too.
+Clip files live under ``OUT/clips/<shard name>/``: a rebuilt shard rewrites its own folder and nothing else. They
+are written before the shard's commit marker, which records each one's sha256 ("loose_files"): resume keeps a
+shard only when all of its clip files are there with those bytes (pipeline.core.writer.shard_is_complete).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo, check_decode_settings
-from pipeline.core.writer import ShardLayout, SourceClips, join, payload_bytes, write_bytes, write_shard
+from pipeline.core.writer import ShardLayout, SourceClips, join, payload_bytes, write_loose_file, write_shard
 from pipeline.egoit import samples as S
 from pipeline.egoit.plan import ItemFailure, ShardPlan, VideoPlan
 
@@ -51,18 +53,19 @@ def clip_file_name(shard: str, item_id: str, kind: str) -> str:
     return f"{CLIPS_DIR}/{shard}/{item_id}.mp4" if kind == "mp4" else f"{CLIPS_DIR}/{shard}/{item_id}"
 
 
-def _write_clip_file(out: str, rel: str, payload) -> None:
+def _write_clip_file(out: str, rel: str, payload, written: dict[str, str]) -> None:
+    """The clip as a file (mp4) or a folder of JPEG frames, each file's sha256 recorded for resume."""
     if isinstance(payload, bytes):
-        write_bytes(join(out, rel), payload)
+        write_loose_file(out, rel, payload, written)
         return
     FileSystems.mkdirs(join(out, rel)) if not FileSystems.exists(join(out, rel)) else None
     width = max(2, len(str(len(payload) - 1)))
     for i, jpeg in enumerate(payload):
-        write_bytes(join(out, f"{rel}/{i:0{width}d}.jpg"), jpeg)
+        write_loose_file(out, f"{rel}/{i:0{width}d}.jpg", jpeg, written)
 
 
 def _video_samples(video: VideoPlan, clips: dict, errors: dict, failures: list, *, out: str, shard: str,
-                   fmt: OutputFormat):  # fmt: skip
+                   fmt: OutputFormat, written: dict[str, str]):  # fmt: skip
     """(sample, manifest row) for every item whose clip was cut; a failure record for every other."""
     if "src" in errors:
         err = errors["src"]
@@ -80,12 +83,11 @@ def _video_samples(video: VideoPlan, clips: dict, errors: dict, failures: list, 
         rel = ""
         if fmt.clip_files:
             rel = clip_file_name(shard, p.item.id, fmt.clip.kind)
-            _write_clip_file(out, rel, payload)
+            _write_clip_file(out, rel, payload, written)
         yield S.pack_item(doc, payload, fmt.clip.n_frames), S.manifest_row(doc, payload_bytes(payload), rel)
 
 
-LAYOUT = ShardLayout(video_sources, S.manifest_table, summarize=lambda rows: {"n_items": len(rows)}, unit="video",
-                     group_name=lambda v: f"{v.source} {v.path}")  # fmt: skip
+LAYOUT = ShardLayout(video_sources, S.manifest_table, unit="video", group_name=lambda v: f"{v.source} {v.path}")
 
 
 def build_shard(plan: ShardPlan, out: str, fmt: OutputFormat, **writer_options) -> dict:
@@ -93,8 +95,10 @@ def build_shard(plan: ShardPlan, out: str, fmt: OutputFormat, **writer_options) 
     clip_dir = join(out, f"{CLIPS_DIR}/{plan.name}")
     if fmt.clip_files and FileSystems.exists(clip_dir):
         FileSystems.delete([clip_dir])  # a rebuilt shard rewrites its clips from scratch
-    samples_of = functools.partial(_video_samples, out=out, shard=plan.name, fmt=fmt)
-    return write_shard(out, plan, plan.groups, fmt=fmt, layout=LAYOUT, samples_of=samples_of, **writer_options)
+    written: dict[str, str] = {}  # clip file -> sha256: in the shard's marker, verified by resume
+    samples_of = functools.partial(_video_samples, out=out, shard=plan.name, fmt=fmt, written=written)
+    layout = dataclasses.replace(LAYOUT, summarize=lambda rows: {"n_items": len(rows), "loose_files": dict(sorted(written.items()))})
+    return write_shard(out, plan, plan.groups, fmt=fmt, layout=layout, samples_of=samples_of, **writer_options)
 
 
 def progress_of(plan: ShardPlan) -> tuple[int, int]:
