@@ -170,11 +170,15 @@ train: $(STAMP)
 	  fi; \
 	fi
 
-# Extraction vs the codec limit on generated 3.5-min takes (cached in data/bench/), naive per-clip ffmpeg, memory,
-# x264 preset table, the video2dataset peer (its own venv): prints a table, writes data/bench/bench.json (~45 min on
-# 2 cores; +6 min the first time). ARGS="--only memory" / "--skip-peer" / "--skip-memory" run parts.
+# DATASET=egoexoclip (default): extraction vs the codec limit on generated 3.5-min takes (cached in data/bench/),
+# naive per-clip ffmpeg, memory, x264 preset table, the video2dataset peer (its own venv): prints a table, writes
+# data/bench/bench.json (~45 min on 2 cores; +6 min the first time). ARGS="--only memory" / "--skip-peer" /
+# "--skip-memory" run parts. DATASET=egoit|egobench|egoclip: that builder's real build of its bundled sample against
+# its codec limit (one decode of every source range it used + one encode of its output, same settings); writes
+# bench_results/<dataset>-bench-<date>.json (~1-2 min). ARGS="--build-args '--frames 16 --size 336'" / "--profile".
+DATASET ?= egoexoclip
 bench: $(STAMP)
-	$(PY) -m tools.bench $(ARGS)
+	$(PY) -m tools.bench --dataset $(DATASET) $(ARGS)
 
 # Visual audit of a finished build: $(OUT)/report/index.html + PNGs (contact sheet of random samples, clip lengths,
 # counts by split and scenario, failures). ARGS="--samples 24 --seed 1".

@@ -27,6 +27,7 @@ uniformly dense takes). The two takes share their video files (the generator enc
 Modules, by role: settings.py (the fixed settings), inputs.py (the generated input), codec.py (codec-limit
 measurement), worker.py + sampler.py (one build in a child process: CPU time, memory sampler, busy loops),
 presets.py (the x264 table), memory.py (the memory runs), table.py (printing), egoexoclip.py (the whole run),
-peer.py (video2dataset); egoit.py (`make bench-egoit`), loader.py and train.py (`make bench-loader`,
-`make bench-train`).
+peer.py (video2dataset); builders.py + run_module.py (`make bench DATASET=egoit|egobench|egoclip`: that builder's
+real build of its bundled sample against its codec limit, reusing codec.py); egoit.py (`make bench-egoit`),
+loader.py and train.py (`make bench-loader`, `make bench-train`).
 """

@@ -68,17 +68,23 @@ def encode_fed(encoder: Sequence[str], feed) -> Run:
         return _reap(proc, started, err)
 
 
-def decoded_frames(src: str, indices: Sequence[int], w: int, h: int):
-    """Yield the raw yuv420p frames of sorted unique source `indices`, from a -threads 1 decoder (not measured)."""
+def yuv420p_size(w: int, h: int) -> int:
+    """Bytes of one raw yuv420p frame (odd sizes: the chroma planes round up)."""
+    return w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+
+
+def decoded_frames(src: str, indices: Sequence[int], w: int, h: int, *, input_args: Sequence[str] = ()):
+    """Yield the raw yuv420p frames of sorted unique source `indices`, from a -threads 1 decoder (not measured).
+    `input_args`: options before -i (an image sequence's -framerate / -start_number)."""
     sel = clip_plan.membership_expr((i, i + 1) for i in indices)
     graph = f"[0:v:0]trim=end_frame={indices[-1] + 1},select='{sel}',setpts=N/TB[o]"
     with tempfile.TemporaryDirectory() as d:
         gpath = os.path.join(d, "g.txt")
         Path(gpath).write_text(graph)
-        cmd = _ff("-threads", "1", "-i", src, "-/filter_complex", gpath, "-map", "[o]", "-fps_mode", "passthrough",
+        cmd = _ff("-threads", "1", *input_args, "-i", src, "-/filter_complex", gpath, "-map", "[o]", "-fps_mode", "passthrough",
                   "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1")  # fmt: skip
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-        size = w * h * 3 // 2
+        size = yuv420p_size(w, h)
         try:
             for i in indices:
                 buf = proc.stdout.read(size)
@@ -96,16 +102,16 @@ def x264_args(fmt: ClipFormat) -> list[str]:
             "-pix_fmt", "yuv420p"]  # fmt: skip
 
 
-def raw_input(w: int, h: int) -> list[str]:
-    return ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-r", str(FPS), "-i", "pipe:0"]
+def raw_input(w: int, h: int, fps: float | str = FPS) -> list[str]:
+    return ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-r", str(fps), "-i", "pipe:0"]
 
 
 def window_frames(src: str, windows: Sequence[tuple[int, int]], w: int, h: int, *, extra: Iterable[int] = (),
-                  on_decoded=None):
+                  on_decoded=None, input_args: Sequence[str] = ()):
     """Raw frames of every window back to back (overlapping windows repeat frames), each source frame decoded once.
     `extra` frames are decoded too; `on_decoded(index, data)` sees every decoded frame exactly once."""
     needed = sorted({i for a, b in windows for i in range(a, b)} | set(extra))
-    frames = decoded_frames(src, needed, w, h)
+    frames = decoded_frames(src, needed, w, h, input_args=input_args)
     buf: dict[int, bytes] = {}
 
     def pull() -> None:
@@ -127,18 +133,31 @@ def window_frames(src: str, windows: Sequence[tuple[int, int]], w: int, h: int, 
             on_decoded(j, data)
 
 
-def _mp4_encoder(view: dict, windows: list[tuple[int, int]], fmt: ClipFormat, d: str) -> list[str]:
+def mp4_encoder(w: int, h: int, windows: Sequence[tuple[int, int]], fmt: ClipFormat, d: str, *,
+                fps: float | str = FPS, out_size: tuple[int, int] | None = None) -> list[str]:  # fmt: skip
+    """x264 with the pipeline's settings over raw w x h frames of `windows` back to back, a keyframe at each
+    window start (as each clip starts with one); scaled to `out_size` first where the output size differs."""
     starts = clip_plan.lane_segment_starts(windows)
     kpath = os.path.join(d, "k.txt")
     Path(kpath).write_text("expr:" + clip_plan.membership_expr((s, s + 1) for s in starts))
-    return _ff(*raw_input(view["width"], view["height"]), *x264_args(fmt), "-/force_key_frames:v", kpath,
+    scale = ["-vf", "scale={}:{}:flags=bicubic,setsar=1".format(*out_size)] if out_size and out_size != (w, h) else []
+    return _ff(*raw_input(w, h, fps), *scale, *x264_args(fmt), "-/force_key_frames:v", kpath,
                "-fps_mode", "passthrough", "-f", "null", "-")  # fmt: skip
 
 
-def _jpeg_encoder(view: dict, fmt: ClipFormat) -> list[str]:
-    ow, oh = clip_plan.scaled_size(view["width"], view["height"], fmt.size)
-    return _ff(*raw_input(view["width"], view["height"]), "-vf", f"scale={ow}:{oh}:flags=bicubic,setsar=1",
+def jpeg_encoder(w: int, h: int, fmt: ClipFormat, out_size: tuple[int, int] | None = None) -> list[str]:
+    """scale + mjpeg with the pipeline's settings over raw w x h frames (default size: the frames mode's)."""
+    ow, oh = out_size or clip_plan.scaled_size(w, h, fmt.size)
+    return _ff(*raw_input(w, h), "-vf", f"scale={ow}:{oh}:flags=bicubic,setsar=1",
                "-c:v", "mjpeg", "-q:v", str(fmt.jpeg_quality), "-pix_fmt", "yuvj420p", "-f", "null", "-")  # fmt: skip
+
+
+def _mp4_encoder(view: dict, windows: list[tuple[int, int]], fmt: ClipFormat, d: str) -> list[str]:
+    return mp4_encoder(view["width"], view["height"], windows, fmt, d)
+
+
+def _jpeg_encoder(view: dict, fmt: ClipFormat) -> list[str]:
+    return jpeg_encoder(view["width"], view["height"], fmt)
 
 
 def encode_only(view: dict, windows: list[tuple[int, int]], jpeg_idx: list[int], mp4_fmt, frames_fmt):
@@ -173,3 +192,31 @@ def naive_clip(view: dict, k: int, window: tuple[int, int], fmt: ClipFormat, tmp
     size = os.path.getsize(out)
     os.unlink(out)
     return r, size
+
+
+# ------------------------------------------------------------------------------------------- any source
+
+
+def decode_range(src: str, first: int, last: int, fps: float, *, input_args: Sequence[str] = ()) -> Run:
+    """One -threads 1 decode of source frames [first, last]: input seek to `first` (decoding from the keyframe
+    before it, as any reader must), stop after `last`. An image sequence (`input_args`): every image of it."""
+    if input_args:
+        return run_measured(_ff(*input_args, "-i", src, "-map", "0:v:0", "-f", "null", "-"))
+    seek = ["-ss", f"{first / fps:.6f}"] if first else []
+    return run_measured(_ff("-threads", "1", *seek, "-i", src, "-map", "0:v:0", "-frames:v", str(last - first + 1),
+                            "-f", "null", "-"))  # fmt: skip
+
+
+def encode_windows(src: str, w: int, h: int, windows: Sequence[tuple[int, int]], fmt: ClipFormat, *, fps: float,
+                   out_size: tuple[int, int], input_args: Sequence[str] = ()) -> Run:  # fmt: skip
+    """Encoder CPU of mp4 clips of `windows` (sorted by start), fed by an unmeasured decoder."""
+    with tempfile.TemporaryDirectory() as d:
+        cmd = mp4_encoder(w, h, windows, fmt, d, fps=fps, out_size=out_size)
+        return encode_fed(cmd, window_frames(src, windows, w, h, input_args=input_args))
+
+
+def encode_jpegs(src: str, w: int, h: int, indices: Sequence[int], fmt: ClipFormat, *,
+                 out_size: tuple[int, int], input_args: Sequence[str] = ()) -> Run:  # fmt: skip
+    """Encoder CPU of one JPEG per sorted unique source frame in `indices`, fed by an unmeasured decoder."""
+    frames = decoded_frames(src, indices, w, h, input_args=input_args)
+    return encode_fed(jpeg_encoder(w, h, fmt, out_size), (data for _, data in frames))
