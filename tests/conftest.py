@@ -50,7 +50,7 @@ def build_egoit(sample: Path, out, *extra: str) -> dict:
     """The EgoIT CLI on the bundled mini-release (its egoit.yaml); returns stats.json."""
     import json
 
-    from pipeline.egoit.cli import main
+    from pipeline.egoit import main
 
     assert main(["--config", str(sample / "egoit.yaml"), "--out", str(out), *extra]) == 0
     return json.loads((Path(out) / "stats.json").read_text())
@@ -67,18 +67,29 @@ def egoit_build(egoit_sample, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def egoclip_build(tmp_path_factory):
+def egoclip_sample(tmp_path_factory) -> Path:
+    """The bundled EgoClip sample (tools/samples/egoclip.py): egoclip.csv and an Ego4D-style video root."""
+    from tools.samples import egoclip as SR
+
+    return SR.generate_sample(tmp_path_factory.mktemp("egoclip_sample"))
+
+
+def egoclip_inputs(sample: Path) -> list[str]:
+    """--csv and --ego4d-root of the bundled EgoClip sample."""
+    from tools.samples import egoclip as SR
+
+    return ["--csv", str(sample / SR.CSV_NAME), "--ego4d-root", str(sample / SR.VIDEO_ROOT)]
+
+
+@pytest.fixture(scope="session")
+def egoclip_build(egoclip_sample, tmp_path_factory):
     """(output dir, stats) of the bundled EgoClip sample's build (the initialisation stage's data)."""
     import json
 
-    from pipeline.egoclip.cli import main
+    from pipeline.egoclip import main
 
-    from tools.samples import egoclip as SR
-
-    sample = SR.generate_sample(tmp_path_factory.mktemp("egoclip_sample"))
     out = tmp_path_factory.mktemp("egoclip_build")
-    argv = ["--csv", str(sample / SR.CSV_NAME), "--ego4d-root", str(sample / SR.VIDEO_ROOT), "--out", str(out)]
-    assert main(argv) == 0
+    assert main([*egoclip_inputs(egoclip_sample), "--out", str(out)]) == 0
     return out, json.loads((out / "stats.json").read_text())
 
 
@@ -98,7 +109,7 @@ def build_egobench(sample: Path, out, *extra: str) -> dict:
     """The EgoBench CLI on the bundled mini-benchmark (its egobench.yaml); returns stats.json."""
     import json
 
-    from pipeline.egobench.cli import main
+    from pipeline.egobench.builder import main
 
     assert main(["--config", str(sample / "egobench.yaml"), "--out", str(out), *extra]) == 0
     return json.loads((Path(out) / "stats.json").read_text())

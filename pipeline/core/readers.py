@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from pipeline.core import fs
 from pipeline.core.records import RecordFailure, VideoRef
 from pipeline.core.values import MAX_INT, BadRow, UnsafePath, join_root, shown
 
@@ -62,9 +63,9 @@ def annotation_folder(annotations: Any, conventional: str) -> tuple[str, str]:
 
     Accepts both the folder the dataset ships its annotations in (named `conventional`, e.g. EGTEA's
     "action_annotation") and the download root above it. The download root is the default video root."""
-    folder = os.path.normpath(os.fspath(annotations))
+    folder = fs.normpath(os.fspath(annotations))
     nested = os.path.join(folder, conventional)
-    if os.path.isdir(nested):
+    if fs.is_dir(nested):
         return nested, folder
     if os.path.basename(folder) == conventional:
         return folder, os.path.dirname(folder) or "."
@@ -74,7 +75,7 @@ def annotation_folder(annotations: Any, conventional: str) -> tuple[str, str]:
 def file_or_folder(annotations: Any, conventional: str) -> tuple[str | None, str, str]:
     """(the annotation file given, or None for a folder; the annotation folder; the dataset's download root):
     annotation_folder of the folder given, or of the given file's folder."""
-    if os.path.isfile(annotations):
+    if fs.is_file(annotations):
         path = os.fspath(annotations)
         return path, *annotation_folder(os.path.dirname(path) or ".", conventional)
     return None, *annotation_folder(annotations, conventional)
@@ -84,10 +85,10 @@ def split_path(annotations: Any, default_name: str, conventional: str = "") -> t
     """(annotation file, its folder) for a file or a folder argument. A folder may be the one holding the file
     or the download root above `conventional` (e.g. "retrieval_annotations")."""
     path = os.fspath(annotations)
-    if os.path.isfile(path):
+    if fs.is_file(path):
         return path, os.path.dirname(path) or "."
     nested = os.path.join(path, conventional, default_name) if conventional else ""
-    if nested and os.path.isfile(nested):
+    if nested and fs.is_file(nested):
         return nested, path
     return os.path.join(path, default_name), path
 
@@ -105,11 +106,10 @@ def decode(data: bytes, name: str = "", *, first_line: bool = True) -> str:
 
 def read_text(path: str, *, first_line: bool = True) -> str:
     """The whole file as text (see decode); "missing file" / "unreadable file" as the file's failure."""
-    if not os.path.isfile(path):
+    if not fs.is_file(path):
         raise SourceFileError("missing file", path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = fs.read_bytes(path)
     except OSError as e:
         raise SourceFileError("unreadable file", f"{path}: {e}") from e
     return decode(data, path, first_line=first_line)

@@ -40,7 +40,7 @@ class ReadSourceFn(beam.DoFn):
 
     def process(self, spec):
         reader = READERS[spec.name]
-        for out in reader(spec.annotations, spec.videos, **spec.options):
+        for out in reader(spec.annotations, spec.videos, **spec.reader_options()):
             if isinstance(out, RecordFailure):
                 if out.record:
                     yield _count(spec.name, "input", "")

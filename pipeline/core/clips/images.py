@@ -8,6 +8,7 @@ numbered symlinks, so one process reads exactly the chosen files in order, whate
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -16,6 +17,9 @@ from fractions import Fraction
 
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.core import fs
+from pipeline.core.localize import is_local
+
 from . import plan
 from ._mp4 import jpeg_size, video_sample_count
 from ._proc import FRAME_COUNT_MISMATCH, MISSING_FILE, UNREADABLE_VIDEO, ExtractionError, run_ffmpeg
@@ -23,9 +27,10 @@ from .extract import _BITEXACT, Clip, ClipFormat, ClipRequest, _check_clean
 
 
 def image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the image header (Pillow reads no pixels for this)."""
+    """(width, height) from the image header (Pillow reads no pixels for this); a remote image (gs://, s3://,
+    ...) is read through Beam's filesystems."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path if is_local(path) else io.BytesIO(fs.read_bytes(path))) as im:
             return im.size
     except FileNotFoundError:
         raise ExtractionError(path, MISSING_FILE) from None
@@ -41,9 +46,14 @@ def _link_sequence(images: Sequence[str], folder: str) -> str:
         raise ExtractionError(folder, UNREADABLE_VIDEO, f"mixed image types {sorted(exts)}")
     ext = exts.pop()
     for i, src in enumerate(images):
-        if not os.path.exists(src):
+        link = os.path.join(folder, f"{i:06d}{ext}")
+        if not fs.exists(src):
             raise ExtractionError(src, MISSING_FILE)
-        os.symlink(os.path.abspath(src), os.path.join(folder, f"{i:06d}{ext}"))
+        if is_local(src):
+            os.symlink(os.path.abspath(src.removeprefix("file://")), link)
+        else:  # a remote image: copied to this worker's disk, where ffmpeg reads it
+            with open(link, "wb") as f:
+                f.write(fs.read_bytes(src))
     return os.path.join(folder, f"%06d{ext}")
 
 

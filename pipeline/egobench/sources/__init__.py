@@ -1,6 +1,6 @@
 """The EgoBench readers: one module per benchmark, all with one interface,
 
-    read(annotations, videos=None, *, exists=os.path.exists, **options) -> Iterator[BenchItem | RecordFailure]
+    read(annotations, videos=None, *, exists=fs.exists, **options) -> Iterator[BenchItem | RecordFailure]
 
 `annotations` is the benchmark's annotation folder (or one annotation file) as it ships, `videos` the root its
 videos are found under (default: see each LAYOUT), `exists` the probe for a video file (Beam's

@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.readers import (
     Exists,
     SourceFileError,
@@ -130,7 +131,7 @@ def read(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     classes: str | Path | None = None,
     keep_unlabelled: bool = True,
 ) -> Result:

@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.ego4d import caption, ego4d_videos
 from pipeline.core.readers import Exists, locate, per_file, read_json, row_results, split_path
 from pipeline.core.values import MAX_INT, BadRow, seconds, shown, text_field
@@ -125,7 +126,7 @@ def _entries(path: str, root: str, exists: Exists) -> Result:
 
 
 def read(
-    annotations: str | Path, videos: str | Path | None = None, *, exists: Exists = os.path.exists
+    annotations: str | Path, videos: str | Path | None = None, *, exists: Exists = fs.exists
 ) -> Result:
     """Items of egomcq.json by key. Keys are unique (a JSON object), so there are no duplicate ids."""
     path, folder = split_path(annotations, FILE_NAME)

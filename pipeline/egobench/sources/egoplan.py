@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.ego4d import FULL_SCALE, ego4d_videos
 from pipeline.core.readers import Exists, json_rows, locate, per_file, row_results, split_path
 from pipeline.core.records import VideoRef
@@ -155,7 +156,7 @@ def read(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     epic_fps: Mapping[str, float] | None = None,
 ) -> Result:
     """Items of the EgoPlan json in row order."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.ego4d import ego4d_videos
 from pipeline.core.readers import (
     Exists,
@@ -169,14 +170,14 @@ def read(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     questions: str | None = None,
     ego4d: bool = False,
 ) -> Result:
     """The failures of subset_answers.json and uid_to_ego4d.json, then the items of the questions file in
     file order. `questions` names the questions file in the folder (default questions.json)."""
     path = os.fspath(annotations)
-    if os.path.isfile(path):
+    if fs.is_file(path):
         folder = os.path.dirname(path) or "."
     else:
         folder, path = path, os.path.join(path, questions or QUESTIONS)

@@ -18,6 +18,7 @@ import os
 import re
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.readers import (
     Exists,
     failure,
@@ -151,7 +152,7 @@ def read(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     split: str = "test",
     n_frames: int = DEFAULT_FRAMES,
 ) -> Result:
@@ -159,19 +160,19 @@ def read(
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     path = os.fspath(annotations)
-    if os.path.isfile(path):
+    if fs.is_file(path):
         files = [path]
-        root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-    elif os.path.basename(os.path.normpath(path)) in ("direct", "indirect"):
+        root = os.path.dirname(os.path.dirname(fs.abspath(path)))
+    elif os.path.basename(fs.normpath(path)) in ("direct", "indirect"):
         files, root = (
             [os.path.join(path, f"{split}_qas.json")],
-            os.path.dirname(os.path.normpath(path)) or ".",
+            os.path.dirname(fs.normpath(path)) or ".",
         )
     else:
         files, root = [os.path.join(path, kind, f"{split}_qas.json") for kind in ("direct", "indirect")], path
     root = os.fspath(videos) if videos is not None else root
     for file in files:
-        kind = os.path.basename(os.path.dirname(os.path.abspath(file)))
+        kind = os.path.basename(os.path.dirname(fs.abspath(file)))
         if kind not in ("direct", "indirect"):
             yield failure(
                 SOURCE, file, "", "unknown split type", f"{file} is not in a direct/ or indirect/ folder"
@@ -223,7 +224,7 @@ def read_mcq(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     n_frames: int = DEFAULT_FRAMES,
 ) -> Result:
     """egotaskqa_mcq items of egotaskqa.json in row order."""

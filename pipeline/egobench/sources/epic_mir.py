@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.readers import (
     Exists,
     SourceFileError,
@@ -249,7 +250,7 @@ def own_sentence(segment: Segment, by_text: dict[str, list[Sentence]]) -> str:
 
 
 def read(
-    annotations: str | Path, videos: str | Path | None = None, *, exists: Exists = os.path.exists
+    annotations: str | Path, videos: str | Path | None = None, *, exists: Exists = fs.exists
 ) -> Iterator[BenchItem | RecordFailure]:
     """Items (and failures) of the test CSV in row order, then the failures of the sentence CSV."""
     test, sentence_path, rows, sentences, sentence_failures = _load(annotations)

@@ -11,6 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.ego4d import CLIPS, ego4d_videos
 from pipeline.core.readers import Exists, annotation_folder, failure, json_rows, locate, per_file, row_results
 from pipeline.core.values import BadRow, finite_number, shown, text_field, text_list, window_seconds
@@ -114,21 +115,21 @@ def read(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     split: str = "test",
     seed: int = 0,
 ) -> Result:
     """Open items then closed items, each file in row order."""
-    if os.path.isfile(annotations):
+    if fs.is_file(annotations):
         path = os.fspath(annotations)
         folder = os.path.dirname(path) or "."
         files = [(path, "close" in os.path.basename(path))]
     else:
         folder, _ = annotation_folder(annotations, "unified")
         open_names = [f"annotations.QaEgo4D_{split}.json", f"annotations.{split}.json"]
-        found = [os.path.join(folder, n) for n in open_names if os.path.isfile(os.path.join(folder, n))]
+        found = [os.path.join(folder, n) for n in open_names if fs.is_file(os.path.join(folder, n))]
         closed = os.path.join(folder, f"annotations.QaEgo4D_{split}_close.json")
-        files = [(p, False) for p in found[:1]] + ([(closed, True)] if os.path.isfile(closed) else [])
+        files = [(p, False) for p in found[:1]] + ([(closed, True)] if fs.is_file(closed) else [])
         if not files:
             yield failure(SOURCE, open_names[0], "", "missing file", f"no QAEgo4D {split} file in {folder}")
             return

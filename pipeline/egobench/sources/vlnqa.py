@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.readers import Exists, json_rows, locate, per_file, row_results, split_path
 from pipeline.core.records import VideoRef
 from pipeline.core.values import BadRow, safe_relpath, text_field
@@ -92,7 +93,7 @@ def _rows(path: str, root: str, exists: Exists) -> Result:
 
 
 def read(
-    annotations: str | Path, videos: str | Path | None = None, *, exists: Exists = os.path.exists
+    annotations: str | Path, videos: str | Path | None = None, *, exists: Exists = fs.exists
 ) -> Result:
     """Items of vlnqa.json in row order."""
     path, folder = split_path(annotations, FILE_NAME)

@@ -1,6 +1,6 @@
 """The EgoIT source readers: one module per source dataset, all with one interface,
 
-    read(annotations, videos=None, *, exists=os.path.exists, **source_options)
+    read(annotations, videos=None, *, exists=fs.exists, **source_options)
         -> Iterator[SourceRecord | RecordFailure]
 
 `annotations` is the dataset's annotation folder (or one annotation file) as the dataset ships it, `videos` the

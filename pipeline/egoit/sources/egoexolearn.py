@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.keys import KeyClaims
 from pipeline.core.readers import Exists, csv_rows, locate, per_file, read_text, row_results
 from pipeline.core.records import VideoRef
@@ -83,11 +84,11 @@ def read(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     files: Sequence[str] = DEFAULT_FILES,
 ) -> ReadResult:
     """Records of each caption CSV in `files` order (or of the one CSV given)."""
-    if os.path.isfile(annotations):
+    if fs.is_file(annotations):
         paths = [os.fspath(annotations)]
         folder = os.path.dirname(paths[0]) or "."
     else:

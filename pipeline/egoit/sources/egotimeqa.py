@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.ego4d import CLIPS, ego4d_videos
 from pipeline.core.keys import KeyClaims
 from pipeline.core.readers import Exists, annotation_folder, json_rows, locate, per_file, row_results
@@ -103,14 +104,14 @@ def read(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     context_sec: float = 0.0,
     whole_clip: bool = False,
 ) -> ReadResult:
     """Records of annotations.EgoTimeQA.json in file order."""
     if context_sec < 0:
         raise ValueError(f"context_sec must be >= 0, got {context_sec}")
-    if os.path.isfile(annotations):
+    if fs.is_file(annotations):
         path = os.fspath(annotations)
         root = os.path.dirname(path) or "."
     else:

@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.keys import KeyClaims
 from pipeline.core.readers import (
     Exists,
@@ -169,7 +170,7 @@ def read(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     split: int = 1,
 ) -> ReadResult:
     """Records of train_split<split>.txt then test_split<split>.txt (or only the split file given)."""

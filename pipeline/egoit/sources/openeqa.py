@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.keys import KeyClaims
 from pipeline.core.readers import Exists, json_rows, per_file, row_results, uniform_indices
 from pipeline.core.records import VideoRef
@@ -109,9 +110,9 @@ def read(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     n_frames: int = DEFAULT_FRAMES,
-    listdir: Callable[[str], list[str]] = os.listdir,
+    listdir: Callable[[str], list[str]] = fs.listdir,
 ) -> ReadResult:
     """Records of open-eqa-v0.json in file order. `videos` is the frames root; an episode is found by listing
     its folder (`listdir`, e.g. a wrapper of Beam's FileSystems.match for remote roots), so `exists` is unused
@@ -119,7 +120,7 @@ def read(
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     path = os.fspath(annotations)
-    if not os.path.isfile(path):
+    if not fs.is_file(path):
         path = os.path.join(path, FILE_NAME)
     root = os.fspath(videos) if videos is not None else os.path.join(os.path.dirname(path) or ".", "frames")
     yield from per_file(SOURCE, path, _File(path, root, n_frames, listdir).rows)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.core import fs
 from pipeline.core.keys import KeyClaims
 from pipeline.core.readers import (
     Exists,
@@ -51,7 +52,7 @@ SLOT = re.compile(r"\[[^\[\]]*\]")  # "[something]", "[Something]", "[somewhere]
 
 def _prefix(folder: str) -> str:
     """The folder's naming scheme, told by its labels file (Qualcomm's plain names when neither is there)."""
-    return OLD_PREFIX if os.path.isfile(os.path.join(folder, f"{OLD_PREFIX}labels.json")) else ""
+    return OLD_PREFIX if fs.is_file(os.path.join(folder, f"{OLD_PREFIX}labels.json")) else ""
 
 
 def _split_of(path: str) -> str:
@@ -126,7 +127,7 @@ def read(
     annotations: str | Path,
     videos: str | Path | None = None,
     *,
-    exists: Exists = os.path.exists,
+    exists: Exists = fs.exists,
     splits: Sequence[str] = ("train", "validation"),
 ) -> ReadResult:
     """Records of each split file in `splits` order (or of the one split file given)."""
