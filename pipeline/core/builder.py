@@ -6,7 +6,7 @@ only what is its own, and `pipeline.core` drives it:
 
     Builder.name / title / group_unit   python -m pipeline.<name>, the shard prefix; "video", "take", ...
     Builder.add_arguments(ap)           its own command-line options
-    Builder.config(args, clip)          its validated config (ValueError / ConfigError name the option)
+    Builder.config(args, clip)          its validated config (ValueError, e.g. ConfigError, names the option)
     Builder.inputs(cfg)                 every input root of every source: [(what, path)], checked up front
     Builder.check_inputs(cfg)           deeper checks of required files (InputError, one line)
     Builder.build_pipeline(p, cfg)      read -> plan per video -> decode once, cut -> write -> finalize,
@@ -40,7 +40,6 @@ class Builder:
     title = ""  # for messages: "EgoIT"
     description = ""  # the command line's description
     group_unit = "video"  # one group of the shard writer: what the progress bar counts
-    config_error: type[Exception] = ValueError  # what config() raises for a bad option
 
     def add_arguments(self, ap: argparse.ArgumentParser) -> None:
         """The dataset's own options (the front adds --out, clip, shard, runner and logging options)."""

@@ -62,3 +62,27 @@ def config_mapping(config: str | None, roots: str | None, key: str, label: str) 
     if not raw.get(key):
         raise ConfigError("give --config or --roots")
     return raw, base
+
+
+def check_values(obj, checks, error: type[Exception] = ConfigError) -> None:
+    """checks: (field, ok, what it must be); the first that fails is `error` naming Class.field=value."""
+    for name, ok, want in checks:
+        if not ok:
+            raise error(f"{type(obj).__name__}.{name}={getattr(obj, name)!r}: must be {want}")
+
+
+def check_names(key: str, names: list[str], what: str) -> None:
+    """A config's entries (EgoIT sources, EgoBench benchmarks): at least one, none named twice."""
+    if not names:
+        raise ConfigError(f"{key}: none given")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key}: {what} is given twice ({names})")
+
+
+def shard_checks(cfg) -> list[tuple[str, bool, str]]:
+    """The checks of the options every builder's config has: shard bounds and the probe timeout."""
+    return [
+        ("max_samples_per_shard", cfg.max_samples_per_shard >= 1, ">= 1"),
+        ("max_shard_bytes", cfg.max_shard_bytes >= 1, ">= 1"),
+        ("probe_timeout_s", cfg.probe_timeout_s > 0, "> 0"),
+    ]

@@ -175,7 +175,7 @@ def parse_args(builder: Builder, argv: list[str] | None = None):
         fail(f"--max-bad-share={args.max_bad_share}: must be in [0, 1]")
     try:
         cfg = builder.config(args, clip_format(args))
-    except (builder.config_error, ValueError, TypeError) as err:
+    except (ValueError, TypeError) as err:  # pipeline.core.config.ConfigError is a ValueError
         fail(str(err))
     check_runner_args(ap, args, builder.inputs(cfg), cfg.out)
     return cfg, beam_args, args
@@ -234,3 +234,22 @@ def read_errors(out: str) -> list[dict]:
     """OUT/errors.jsonl of a finished build (local or remote)."""
     with FileSystems.open(FileSystems.join(out, "errors.jsonl"), compression_type="uncompressed") as f:
         return [json.loads(line) for line in f.read().decode("utf-8").splitlines() if line.strip()]
+
+
+def add_shard_arguments(ap: argparse.ArgumentParser, *, decode_timeout: float, unit: str) -> None:
+    """Shard bounds and decoding options of the builders that take them on the command line (their YAML
+    configs carry them for EgoIT and EgoBench)."""
+    g = ap.add_argument_group("shards and decoding")
+    g.add_argument("--max-samples-per-shard", type=int, default=1000)
+    g.add_argument("--max-shard-bytes", type=int, default=1_000_000_000, help="estimated bound (see docs)")
+    g.add_argument("--decode-threads", type=int, default=1, help=f"{unit} decoded concurrently by one worker")
+    g.add_argument("--decode-timeout", type=float, default=decode_timeout, help="seconds before a decode is killed")
+
+
+def shard_options(args: argparse.Namespace) -> dict:
+    """The config fields of add_shard_arguments' bounds, and --overwrite."""
+    return {
+        "max_samples_per_shard": args.max_samples_per_shard,
+        "max_shard_bytes": args.max_shard_bytes,
+        "overwrite": args.overwrite,
+    }

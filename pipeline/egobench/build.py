@@ -31,7 +31,14 @@ from apache_beam.pvalue import AsList
 
 from pipeline.core.clips import ClipFormat
 from pipeline.core.composites import AssignShards, Finalize, ReadSources
-from pipeline.core.config import ConfigError, load_config_file, resolve_path  # noqa: F401 (load_config_file: this package's API)
+from pipeline.core.config import (  # noqa: F401 (load_config_file: this package's API)
+    ConfigError,
+    check_names,
+    check_values,
+    load_config_file,
+    resolve_path,
+    shard_checks,
+)
 from pipeline.core.config import parse_roots as _parse_roots
 from pipeline.core.localize import is_local
 from pipeline.core.planning import ShardSizing
@@ -109,20 +116,11 @@ class EgoBenchConfig:
     overwrite: bool = False
 
     def __post_init__(self):
-        names = [b.name for b in self.benchmarks]
-        if not names:
-            raise ConfigError("benchmarks: none given")
-        if len(set(names)) != len(names):
-            raise ConfigError(f"benchmarks: a name is given twice ({names})")
-        checks = [
+        check_names("benchmarks", [b.name for b in self.benchmarks], "a name")
+        check_values(self, [
             ("image_fps", self.image_fps > 0, "> 0"),
-            ("max_samples_per_shard", self.max_samples_per_shard >= 1, ">= 1"),
-            ("max_shard_bytes", self.max_shard_bytes >= 1, ">= 1"),
-            ("probe_timeout_s", self.probe_timeout_s > 0, "> 0"),
-        ]
-        for name, ok, want in checks:
-            if not ok:
-                raise ConfigError(f"EgoBenchConfig.{name}={getattr(self, name)!r}: must be {want}")
+            *shard_checks(self),
+        ])  # fmt: skip
 
     @property
     def frames_per_clip(self) -> int | None:

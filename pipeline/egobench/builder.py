@@ -16,7 +16,7 @@ import functools
 from pipeline.core import builder as core
 from pipeline.core import front
 from pipeline.core.clips import ClipFormat
-from pipeline.core.config import ConfigError, add_config_arguments, config_mapping
+from pipeline.core.config import add_config_arguments, config_mapping
 from pipeline.egobench.build import EgoBenchConfig, build_pipeline, config_from_mapping
 
 
@@ -27,8 +27,6 @@ class EgoBenchBuilder(core.Builder):
         "Build the EgoBench evaluation shards (EgoSchema, QAEgo4D, EgoTaskQA, Charades-Ego, EPIC-KITCHENS-100 "
         "MIR, EgoPlan, VLN-QA, EgoMCQ): one shard set per task."
     )
-    group_unit = "video"
-    config_error = ConfigError
 
     def add_arguments(self, ap: argparse.ArgumentParser) -> None:
         add_config_arguments(ap, "benchmarks", "NAME", "benchmarks (reader, root, annotations, videos, options)")

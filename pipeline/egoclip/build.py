@@ -13,6 +13,7 @@ import apache_beam as beam
 from apache_beam.pvalue import AsList
 
 from pipeline.core.composites import AssignGroupsFn, AssignShards, Finalize
+from pipeline.core.config import check_values, shard_checks
 from pipeline.core.planning import ShardSizing
 from pipeline.core.transforms import WriteShards
 from pipeline.egoclip import composites as C
@@ -38,18 +39,13 @@ class EgoClipConfig:
     overwrite: bool = False
 
     def __post_init__(self):
-        checks = [
+        check_values(self, [
             ("csv", bool(self.csv), "a path"),
             ("ego4d_root", bool(self.ego4d_root), "a path"),
             ("out", bool(self.out), "a path"),
             ("val_fraction", 0.0 <= self.val_fraction < 1.0, "in [0, 1)"),
-            ("max_samples_per_shard", self.max_samples_per_shard >= 1, ">= 1"),
-            ("max_shard_bytes", self.max_shard_bytes >= 1, ">= 1"),
-            ("probe_timeout_s", self.probe_timeout_s > 0, "> 0"),
-        ]
-        for name, ok, want in checks:
-            if not ok:
-                raise ValueError(f"EgoClipConfig.{name}={getattr(self, name)!r}: must be {want}")
+            *shard_checks(self),
+        ], error=ValueError)  # fmt: skip
 
     def options(self) -> dict:
         """What stats.json records of the build (everything that shapes the output, no machine paths)."""

@@ -42,7 +42,6 @@ class EgoClipBuilder(core.Builder):
     description = (
         "Build EgoClip (ego clip, caption) WebDataset shards from EgoVLP's egoclip.csv and Ego4D full-scale videos."
     )
-    group_unit = "video"
 
     def add_arguments(self, ap: argparse.ArgumentParser) -> None:
         ap.add_argument("--csv", required=True, help="EgoVLP's egoclip.csv (TAB-separated; local path, gs://, s3://)")
@@ -54,10 +53,7 @@ class EgoClipBuilder(core.Builder):
         )
         ap.add_argument("--val-fraction", type=float, default=0.0, help="fraction of videos held out as the val split")
         ap.add_argument("--seed", type=int, default=0, help="seed of the val split")
-        ap.add_argument("--max-samples-per-shard", type=int, default=1000)
-        ap.add_argument("--max-shard-bytes", type=int, default=1_000_000_000, help="estimated bound")
-        ap.add_argument("--decode-threads", type=int, default=1, help="videos of a shard decoded concurrently")
-        ap.add_argument("--decode-timeout", type=float, default=3600.0, help="seconds before a decode is killed")
+        front.add_shard_arguments(ap, decode_timeout=3600.0, unit="videos of a shard")
 
     def config(self, args: argparse.Namespace, clip: ClipFormat) -> EgoClipConfig:
         return EgoClipConfig(
@@ -67,9 +63,7 @@ class EgoClipBuilder(core.Builder):
             output=OutputFormat(clip, args.decode_timeout, args.decode_threads),
             val_fraction=args.val_fraction,
             seed=args.seed,
-            max_samples_per_shard=args.max_samples_per_shard,
-            max_shard_bytes=args.max_shard_bytes,
-            overwrite=args.overwrite,
+            **front.shard_options(args),
         )
 
     def inputs(self, cfg: EgoClipConfig) -> list[tuple[str, str]]:

@@ -49,12 +49,7 @@ class EgoExoClipBuilder(core.Builder):
         ap.add_argument(
             "--frame-offsets", default=str(DEFAULT_OFFSETS), help="CSV take_name,cam_id,offset_frames"
         )
-        ap.add_argument("--max-samples-per-shard", type=int, default=1000)
-        ap.add_argument(
-            "--max-shard-bytes", type=int, default=1_000_000_000, help="estimated bound (see docs)"
-        )
-        ap.add_argument("--decode-threads", type=int, default=1, help="views of one take decoded concurrently")
-        ap.add_argument("--decode-timeout", type=float, default=1800.0, help="seconds before a decode is killed")
+        front.add_shard_arguments(ap, decode_timeout=1800.0, unit="views of one take")
         ap.add_argument(
             "--probe-timeout", type=float, default=600.0, help="seconds before probing a view is given up"
         )
@@ -74,11 +69,9 @@ class EgoExoClipBuilder(core.Builder):
             rule=WindowRule(args.window, args.window_length),
             output=OutputFormat(args.layout, clip, args.decode_timeout, args.decode_threads),
             offsets_csv=args.frame_offsets,
-            max_samples_per_shard=args.max_samples_per_shard,
-            max_shard_bytes=args.max_shard_bytes,
             probe_timeout_s=args.probe_timeout,
-            overwrite=args.overwrite,
             trust_symlinks=args.trust_symlinks,
+            **front.shard_options(args),
         )
 
     def inputs(self, cfg: BuildConfig) -> list[tuple[str, str]]:

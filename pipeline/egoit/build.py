@@ -18,7 +18,14 @@ from apache_beam.pvalue import AsList
 
 from pipeline.core.clips import ClipFormat
 from pipeline.core.composites import AssignGroupsFn, AssignShards, Finalize, ReadSources
-from pipeline.core.config import ConfigError, load_config_file, resolve_path  # noqa: F401 (load_config_file: this package's API)
+from pipeline.core.config import (  # noqa: F401 (load_config_file: this package's API)
+    ConfigError,
+    check_names,
+    check_values,
+    load_config_file,
+    resolve_path,
+    shard_checks,
+)
 from pipeline.core.config import parse_roots as _parse_roots
 from pipeline.core.localize import is_local
 from pipeline.core.planning import ShardSizing
@@ -94,22 +101,13 @@ class EgoITConfig:
     overwrite: bool = False
 
     def __post_init__(self):
-        names = [s.name for s in self.sources]
-        if not names:
-            raise ConfigError("sources: none given")
-        if len(set(names)) != len(names):
-            raise ConfigError(f"sources: a source is given twice ({names})")
-        checks = [
+        check_names("sources", [s.name for s in self.sources], "a source")
+        check_values(self, [
             ("dedup_threshold", 0.0 < self.dedup_threshold <= 1.0, "in (0, 1]"),
             ("val_fraction", 0.0 <= self.val_fraction < 1.0, "in [0, 1)"),
             ("image_fps", self.image_fps > 0, "> 0"),
-            ("max_samples_per_shard", self.max_samples_per_shard >= 1, ">= 1"),
-            ("max_shard_bytes", self.max_shard_bytes >= 1, ">= 1"),
-            ("probe_timeout_s", self.probe_timeout_s > 0, "> 0"),
-        ]
-        for name, ok, want in checks:
-            if not ok:
-                raise ConfigError(f"EgoITConfig.{name}={getattr(self, name)!r}: must be {want}")
+            *shard_checks(self),
+        ])  # fmt: skip
 
     def content_options(self) -> dict:
         return {"image_fps": self.image_fps, **self.output.content_options()}

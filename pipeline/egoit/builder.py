@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.core import builder as core
 from pipeline.core import front
 from pipeline.core.clips import ClipFormat
-from pipeline.core.config import ConfigError, add_config_arguments, config_mapping
+from pipeline.core.config import add_config_arguments, config_mapping
 from pipeline.core.inputs import InputError
 from pipeline.egoit import dedup
 from pipeline.egoit.build import EgoITConfig, build_pipeline, config_from_mapping
@@ -30,8 +30,6 @@ class EgoITBuilder(core.Builder):
         "Build EgoIT (first-person instruction tuning) shards from EGTEA Gaze+, Something-Something-V2, "
         "EgoTimeQA, OpenEQA and EgoExoLearn."
     )
-    group_unit = "video"
-    config_error = ConfigError
 
     def add_arguments(self, ap: argparse.ArgumentParser) -> None:
         add_config_arguments(ap, "sources", "SOURCE", "sources (roots, options, ratio, cap)")
