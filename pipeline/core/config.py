@@ -86,3 +86,49 @@ def shard_checks(cfg) -> list[tuple[str, bool, str]]:
         ("max_shard_bytes", cfg.max_shard_bytes >= 1, ">= 1"),
         ("probe_timeout_s", cfg.probe_timeout_s > 0, "> 0"),
     ]
+
+
+PATH_KEYS = ("root", "annotations", "videos")
+
+
+def config_entries(raw, key: str, what: str, known: set[str], base: Path | None) -> list[tuple[str, dict, dict, dict]]:
+    """The entries of a config's `key` mapping ({name: root} or {name: {root, annotations?, videos?, options?,
+    ...}}): (name, its settings, its paths resolved against `base`, its options), each checked (ConfigError
+    naming "<key>.<name>")."""
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{key}: expected a mapping of {what} name -> settings")
+    found = []
+    for name, entry in raw.items():
+        entry = {"root": entry} if isinstance(entry, str) else {} if entry is None else entry
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{key}.{name}: expected a mapping or a root path")
+        unknown = sorted(set(entry) - known)
+        if unknown:
+            raise ConfigError(f"{key}.{name}: unknown key(s) {unknown} (known: {sorted(known)})")
+        paths = {k: resolve_path(str(entry[k]), base) for k in PATH_KEYS if entry.get(k)}
+        if "root" not in paths:
+            raise ConfigError(f"{key}.{name}.root: missing")
+        options = entry.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"{key}.{name}.options: expected a mapping")
+        found.append((str(name), entry, paths, dict(options)))
+    return found
+
+
+def build_config(config_cls, raw: dict, *, out: str, key: str, entries: tuple, output_cls, output_keys: set[str],
+                 clip=None):  # fmt: skip
+    """config_cls(out, key=entries, output=output_cls(clip, **the output keys of raw), **the rest of raw): a
+    builder's config from its YAML mapping; unknown keys and invalid values are ConfigError."""
+    from pipeline.core.clips import ClipFormat
+
+    raw = {k: v for k, v in raw.items() if k != key}
+    output = {k: raw.pop(k) for k in list(raw) if k in output_keys}
+    known = set(config_cls.__dataclass_fields__) - {"out", key, "output"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) {unknown} (known: {sorted(known | output_keys | {key})})")
+    try:
+        fmt = output_cls(clip=clip or ClipFormat(), **output)
+        return config_cls(out=out, **{key: entries}, output=fmt, **raw)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None

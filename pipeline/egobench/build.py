@@ -33,8 +33,10 @@ from pipeline.core.clips import ClipFormat
 from pipeline.core.composites import AssignShards, Finalize, ReadSources
 from pipeline.core.config import (  # noqa: F401 (load_config_file: this package's API)
     ConfigError,
+    build_config,
     check_names,
     check_values,
+    config_entries,
     load_config_file,
     resolve_path,
     shard_checks,
@@ -198,46 +200,19 @@ def build_pipeline(p: beam.Pipeline, cfg: EgoBenchConfig) -> None:
 def bench_specs(raw: dict, base: Path | None = None) -> tuple[BenchSpec, ...]:
     """{name: {reader?, root, annotations?, videos?, options?}} (or {name: root}) -> specs; relative paths are
     taken relative to `base` (the config file's folder)."""
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError("benchmarks: expected a mapping of benchmark name -> settings")
     specs = []
-    for name, entry in raw.items():
-        entry = {"root": entry} if isinstance(entry, str) else entry
-        if not isinstance(entry, dict):
-            raise ConfigError(f"benchmarks.{name}: expected a mapping or a root path")
-        unknown = sorted(set(entry) - SPEC_KEYS)
-        if unknown:
-            raise ConfigError(f"benchmarks.{name}: unknown key(s) {unknown} (known: {sorted(SPEC_KEYS)})")
-        paths = {k: resolve_path(str(entry[k]), base) for k in ("root", "annotations", "videos") if entry.get(k)}
-        if "root" not in paths:
-            raise ConfigError(f"benchmarks.{name}.root: missing")
-        options = entry.get("options") or {}
-        if not isinstance(options, dict):
-            raise ConfigError(f"benchmarks.{name}.options: expected a mapping")
+    for name, entry, paths, options in config_entries(raw, "benchmarks", "benchmark", SPEC_KEYS, base):
         options = {k: resolve_path(str(v), base) if k in PATH_OPTIONS else v for k, v in options.items()}
-        specs.append(BenchSpec(str(name), reader=str(entry.get("reader") or ""), options=options, **paths))
+        specs.append(BenchSpec(name, reader=str(entry.get("reader") or ""), options=options, **paths))
     return tuple(specs)
-
 
 
 def config_from_mapping(
     raw: dict, out: str, base: Path | None, clip: ClipFormat | None = None
 ) -> EgoBenchConfig:
-    raw = dict(raw)
-    specs = bench_specs(raw.pop("benchmarks", None), base)
-    output_keys = {"decode_timeout_s", "decode_threads"}
-    output = {k: raw.pop(k) for k in list(raw) if k in output_keys}
-    known = {f for f in EgoBenchConfig.__dataclass_fields__} - {"out", "benchmarks", "output"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(
-            f"config: unknown key(s) {unknown} (known: {sorted(known | output_keys | {'benchmarks'})})"
-        )
-    try:
-        fmt = OutputFormat(clip=clip or ClipFormat(), **output)
-        return EgoBenchConfig(out=out, benchmarks=specs, output=fmt, **raw)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(str(err)) from None
+    specs = bench_specs(raw.get("benchmarks"), base)
+    return build_config(EgoBenchConfig, raw, out=out, key="benchmarks", entries=specs, output_cls=OutputFormat,
+                        output_keys={"decode_timeout_s", "decode_threads"}, clip=clip)  # fmt: skip
 
 
 def parse_roots(text: str) -> dict:

@@ -19,9 +19,12 @@ from apache_beam.pvalue import AsList
 from pipeline.core.clips import ClipFormat
 from pipeline.core.composites import AssignGroupsFn, AssignShards, Finalize, ReadSources
 from pipeline.core.config import (  # noqa: F401 (load_config_file: this package's API)
+    PATH_KEYS,
     ConfigError,
+    build_config,
     check_names,
     check_values,
+    config_entries,
     load_config_file,
     resolve_path,
     shard_checks,
@@ -166,37 +169,15 @@ def _mix_rule(name: str, raw: dict) -> MixRule:
 def source_specs(raw: dict, base: Path | None = None) -> tuple[SourceSpec, ...]:
     """{name: {root, annotations?, videos?, options?, ratio?, cap?}} -> specs; relative paths are taken
     relative to `base` (the config file's folder)."""
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError("sources: expected a mapping of source name -> settings")
-    specs = []
-    for name, entry in raw.items():
-        entry = {"root": entry} if isinstance(entry, str) else dict(entry or {})
-        unknown = sorted(set(entry) - {"root", "annotations", "videos", "options", "ratio", "cap"})
-        if unknown:
-            raise ConfigError(f"sources.{name}: unknown key(s) {unknown}")
-        paths = {k: resolve_path(str(entry[k]), base) for k in ("root", "annotations", "videos") if entry.get(k)}
-        if "root" not in paths:
-            raise ConfigError(f"sources.{name}.root: missing")
-        specs.append(SourceSpec(name, options=dict(entry.get("options") or {}), mix=_mix_rule(name, entry),
-                                **paths))  # fmt: skip
-    return tuple(specs)
-
+    entries = config_entries(raw, "sources", "source", {*PATH_KEYS, "options", "ratio", "cap"}, base)
+    return tuple(SourceSpec(name, options=options, mix=_mix_rule(name, entry), **paths)
+                 for name, entry, paths, options in entries)  # fmt: skip
 
 
 def config_from_mapping(raw: dict, out: str, base: Path | None, clip: ClipFormat | None = None) -> EgoITConfig:
-    raw = dict(raw)
-    specs = source_specs(raw.pop("sources", None), base)
-    output_keys = {"clip_files", "decode_timeout_s", "decode_threads"}
-    output = {k: raw.pop(k) for k in list(raw) if k in output_keys}
-    known = {f for f in EgoITConfig.__dataclass_fields__} - {"out", "sources", "output"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"config: unknown key(s) {unknown} (known: {sorted(known | output_keys | {'sources'})})")
-    try:
-        fmt = OutputFormat(clip=clip or ClipFormat(), **output)
-        return EgoITConfig(out=out, sources=specs, output=fmt, **raw)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(str(err)) from None
+    specs = source_specs(raw.get("sources"), base)
+    return build_config(EgoITConfig, raw, out=out, key="sources", entries=specs, output_cls=OutputFormat,
+                        output_keys={"clip_files", "decode_timeout_s", "decode_threads"}, clip=clip)  # fmt: skip
 
 
 def parse_roots(text: str) -> dict:
