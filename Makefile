@@ -10,7 +10,7 @@ SAMPLE ?= data/sample_release
 RUNNER ?= direct
 WORKERS ?=
 ARGS ?=
-# Cluster submission (README: Running on a cluster); EGOEXO4D_ROOT and OUT must then be gs:// or s3:// paths.
+# Cluster submission (docs/cluster.md); EGOEXO4D_ROOT and OUT must then be gs:// or s3:// paths.
 PROJECT ?=
 REGION ?=
 BUCKET ?=
@@ -48,7 +48,7 @@ endif
 
 # EgoIT (stage-3 instruction data). With no EGOIT_ROOTS / EGOIT_CONFIG: generate the bundled mini-release (real
 # annotation rows, generated videos) into $(EGOIT_SAMPLE) and build from its egoit.yaml. EGOIT_CONFIG: a YAML file
-# with each source's roots, options, ratio and cap (README "EgoIT"); EGOIT_ROOTS=egtea=/d/egtea,ssv2=/d/ssv2,...
+# with each source's roots, options, ratio and cap (docs/egoit.md); EGOIT_ROOTS=egtea=/d/egtea,ssv2=/d/ssv2,...
 # the short form. RUNNER / WORKERS / ARGS as for build-egoexoclip.
 EGOIT_OUT ?= data/egoit
 EGOIT_SAMPLE ?= data/egoit_sample

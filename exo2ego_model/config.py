@@ -1,7 +1,7 @@
 """Configuration: one dataclass per component, validated when built; errors name the field and the value.
 
 A run is a list of stages; each stage names its data, what is trained (everything else is frozen), its losses
-and weights, and its optimisation schedule. Defaults are the paper's (see README, "Exo2Ego method").
+and weights, and its optimisation schedule. Defaults are the paper's (docs/training.md; ../shared/docs/exo2ego-method.md has the paper's numbers).
 Configs are YAML files (configs/*.yaml) loaded with `load_run_config` / `load_stage_config`.
 """
 

@@ -11,7 +11,7 @@
 Modules by role: data_urls.py (shard URLs), data_samples.py (expansion, shuffle, take, SampleError), this one
 (shards per reader, tokenization, decoding, make_loader); every public name of the three is importable from here.
 
-Both layouts of the build are read, detected per sample from its member names (README "What the build
+Both layouts of the build are read, detected per sample from its member names (docs/egoexoclip.md "What the build
 writes"): pairs (`ego.mp4`/`exo.mp4` or `ego.NN.jpg`/`exo.NN.jpg`) and moments (`exo.<cam>.mp4` or
 `exo.<cam>.NN.jpg` per view). Keys of expanded samples are pair keys in both layouts: `<narration key>-<cam>`
 for "exo" and "pairs", the narration key for "instruct" and "ego". EgoClip shards (pipeline/egoclip: `ego.mp4` or

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -15,7 +13,7 @@ from pipeline.egoit import composites as C
 from pipeline.egoit import transforms as T
 from pipeline.egoit.build import config_from_mapping, load_config_file
 from pipeline.egoit.mix import MixRule, item_rank
-from pipeline.egoit.plan import PlannedItem, SourceVideo, VideoPlan, shard_plan
+from pipeline.egoit.plan import PlannedItem, SourceVideo, VideoPlan, fingerprint
 from pipeline.egoit.records import EgoITItem, Turn, VideoRef
 
 
@@ -114,7 +112,7 @@ def test_assign_shards_keeps_a_video_in_one_shard_and_bounds_samples():
 
     plans = [plan("a", 3), plan("b", 2), plan("c", 4), plan("d", 1)]
     sizing = ShardSizing.of(5, 10**12, ClipFormat())
-    assign = AssignGroupsFn("egoit", sizing, functools.partial(shard_plan, {"kind": ClipFormat().kind}))
+    assign = AssignGroupsFn("egoit", sizing, fingerprint, {"kind": ClipFormat().kind})
     with BeamTestPipeline() as p:
         shards = p | beam.Create(plans) | AssignShards(assign, T.split_videos)
         summary = shards | beam.Map(lambda s: (s.split, sorted(v.path for v in s.groups), sum(len(v.items) for v in s.groups)))

@@ -4,7 +4,7 @@ running a built pipeline with any of them.
     python -m pipeline.<builder> ... --runner {direct,direct-mp,dask,dataflow,spark,flink} [engine flags]
 
 `--runner` picks an engine; its flags map to Beam options through `pipeline.core.runners.runner_options`
-(README, "Running on a cluster"). Unknown arguments are Beam pipeline options; any other --runner value (a
+(docs/cluster.md). Unknown arguments are Beam pipeline options; any other --runner value (a
 Beam runner name or dotted path) goes to Beam unchanged.
 """
 
@@ -21,7 +21,7 @@ from pipeline.core.session import OutLocked, build_session
 
 
 def add_runner_args(ap: argparse.ArgumentParser) -> None:
-    g = ap.add_argument_group("runner (README: Running on a cluster)")
+    g = ap.add_argument_group("runner (docs/cluster.md)")
     g.add_argument(
         "--runner",
         default="direct",

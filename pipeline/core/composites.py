@@ -16,7 +16,7 @@ from collections.abc import Callable
 import apache_beam as beam
 
 from pipeline.core import shards
-from pipeline.core.planning import ShardSizing, pack_groups
+from pipeline.core.planning import ShardPlan, ShardSizing, pack_groups
 from pipeline.core.transforms import FAILURES
 
 COUNTS = "counts"  # the tagged output of counts for stats.json: (key, n)
@@ -60,17 +60,17 @@ class FnStep(beam.PTransform):
 
 
 class AssignGroupsFn(beam.DoFn):
-    """(split, groups) -> shard plans: groups packed by pipeline.core.planning.pack_groups, each shard made by
-    make_plan(name, split, index, members)."""
+    """(split, groups) -> ShardPlans: groups packed by pipeline.core.planning.pack_groups, each shard's
+    fingerprint fingerprint(content_options, its groups)."""
 
-    def __init__(self, prefix: str, sizing: ShardSizing, make_plan: Callable):
-        self.prefix, self.sizing, self.make_plan = prefix, sizing, make_plan
+    def __init__(self, prefix: str, sizing: ShardSizing, fingerprint: Callable, content_options: dict):
+        self.prefix, self.sizing, self.fingerprint, self.content_options = prefix, sizing, fingerprint, content_options
 
     def process(self, group):
         split, groups = group
         for index, members in enumerate(pack_groups(groups, self.sizing)):
             name = shards.shard_name(self.prefix, split, index).removesuffix(".tar")
-            yield self.make_plan(name, split, index, tuple(members))
+            yield ShardPlan(name, split, index, tuple(members), self.fingerprint(self.content_options, members))
 
 
 class AssignShards(beam.PTransform):

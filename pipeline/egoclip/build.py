@@ -19,7 +19,7 @@ from pipeline.core.transforms import WriteShards
 from pipeline.egoclip import composites as C
 from pipeline.egoclip import transforms as T
 from pipeline.egoclip.finalize import finalize
-from pipeline.egoclip.plan import by_split, shard_plan
+from pipeline.egoclip.plan import by_split, fingerprint
 from pipeline.egoclip.writer import SHARD_PREFIX, OutputFormat, build_shard, progress_of
 
 
@@ -65,8 +65,7 @@ def build_pipeline(p: beam.Pipeline, cfg: EgoClipConfig) -> None:
         cfg.ego4d_root, cfg.probe_timeout_s, cfg.val_fraction, cfg.seed
     )
     sizing = ShardSizing.of(cfg.max_samples_per_shard, cfg.max_shard_bytes, fmt.clip)
-    make_plan = functools.partial(shard_plan, fmt.content_options())
-    assign = AssignGroupsFn(SHARD_PREFIX, sizing, make_plan)
+    assign = AssignGroupsFn(SHARD_PREFIX, sizing, fingerprint, fmt.content_options())
     shard_plans = planned["plans"] | "AssignShards" >> AssignShards(assign, by_split)
     write = functools.partial(build_shard, out=cfg.out, fmt=fmt)
     written = shard_plans | "WriteShards" >> WriteShards(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from pipeline.core.clips import VideoInfo
-from pipeline.core.planning import ShardPlan, add_json, fingerprint_start
+from pipeline.core.planning import add_json, fingerprint_start
 from pipeline.egoclip.rows import ClipFailure, ClipRow
 
 # Bumped whenever the bytes a given plan produces change, so old shards are not taken as complete.
@@ -104,10 +104,6 @@ def plan_video(
     if not planned:
         return None, failures
     return VideoPlan(uid, path, location, split, info, tuple(planned)), failures
-
-
-def shard_plan(content_options: dict, name: str, split: str, index: int, videos: tuple[VideoPlan, ...]) -> ShardPlan:
-    return ShardPlan(name, split, index, videos, fingerprint(content_options, videos))
 
 
 def by_split(video: VideoPlan):

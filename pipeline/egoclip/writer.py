@@ -7,9 +7,10 @@ import functools
 from dataclasses import dataclass, field
 
 from pipeline.core.clips import ClipFormat, ClipRequest, check_decode_settings
+from pipeline.core.planning import ShardPlan
 from pipeline.core.writer import ShardLayout, SourceClips, payload_bytes, write_shard
 from pipeline.egoclip import samples as S
-from pipeline.egoclip.plan import ShardPlan, VideoPlan
+from pipeline.egoclip.plan import VideoPlan
 from pipeline.egoclip.rows import ClipFailure
 
 SHARD_PREFIX = "egoclip"

@@ -27,7 +27,7 @@ from pipeline.egoexoclip.windows import FrameOffsets, WindowRule
 from pipeline.egoexoclip.writer import OutputFormat, build_shard, progress_of
 
 DEFAULT_OFFSETS = Path(__file__).resolve().parent / "data" / "frame_offsets.csv"
-# Rough encoded bytes per source frame, used only to bound shard sizes before any clip exists (see README).
+# Rough encoded bytes per source frame, used only to bound shard sizes before any clip exists (see docs/egoexoclip.md).
 BYTES_PER_FRAME = {"mp4": 3_000, "frames": 25_000}
 
 

@@ -75,7 +75,9 @@ class EgoExoClipBuilder(core.Builder):
         )
 
     def inputs(self, cfg: BuildConfig) -> list[tuple[str, str]]:
-        return [("--root", cfg.root), ("--frame-offsets", cfg.offsets_csv)]
+        # --frame-offsets is read by the driver (check_inputs, and shipped with the plan): it may stay local
+        # when the workers run elsewhere
+        return [("--root", cfg.root)]
 
     def check_inputs(self, cfg: BuildConfig) -> None:
         check_inputs(cfg)

@@ -9,9 +9,10 @@ import functools
 from dataclasses import dataclass, field
 
 from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo, check_decode_settings
+from pipeline.core.planning import ShardPlan
 from pipeline.core.writer import ShardLayout, SourceClips, payload_bytes, write_shard
 from pipeline.egoexoclip import samples as S
-from pipeline.egoexoclip.plan import Failure, NarrationPlan, ShardPlan, TakePlan, ViewClip
+from pipeline.egoexoclip.plan import Failure, NarrationPlan, TakePlan, ViewClip
 
 SHARD_PREFIX = "egoexoclip"
 LAYOUTS = ("pairs", "moments")

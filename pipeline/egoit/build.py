@@ -38,7 +38,7 @@ from pipeline.egoit import transforms as T
 from pipeline.egoit.dedup import DEFAULT_THRESHOLD
 from pipeline.egoit.finalize import finalize
 from pipeline.egoit.mix import MixRule
-from pipeline.egoit.plan import shard_plan
+from pipeline.egoit.plan import fingerprint
 from pipeline.egoit.records import SOURCES
 from pipeline.egoit.writer import SHARD_PREFIX, OutputFormat, build_shard, progress_of
 
@@ -138,7 +138,7 @@ def build_pipeline(p: beam.Pipeline, cfg: EgoITConfig) -> None:
     mixed = deduped["items"] | "MixSources" >> C.MixSources(rules, cfg.seed)
     planned = mixed["items"] | "PlanVideos" >> C.PlanVideos(roots, cfg.probe_timeout_s, cfg.image_fps)
     sizing = ShardSizing.of(cfg.max_samples_per_shard, cfg.max_shard_bytes, fmt.clip)
-    assign = AssignGroupsFn(SHARD_PREFIX, sizing, functools.partial(shard_plan, cfg.content_options()))
+    assign = AssignGroupsFn(SHARD_PREFIX, sizing, fingerprint, cfg.content_options())
     shard_plans = planned["plans"] | "AssignShards" >> AssignShards(assign, T.split_videos)
     write = functools.partial(build_shard, out=cfg.out, fmt=fmt)
     written = shard_plans | "WriteShards" >> WriteShards(

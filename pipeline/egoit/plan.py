@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 
 from pipeline.core.failures import FailureRecord
-from pipeline.core.planning import ShardPlan, add_json, fingerprint_start
+from pipeline.core.planning import add_json, fingerprint_start
 from pipeline.core.records import SourceVideo
 from pipeline.egoit.records import EgoITItem, RecordFailure
 
@@ -108,10 +108,6 @@ def plan_video(
     if not planned:
         return None, failures
     return VideoPlan(source, path, location, images, video, tuple(planned)), failures
-
-
-def shard_plan(content_options: dict, name: str, split: str, index: int, videos: tuple[VideoPlan, ...]) -> ShardPlan:
-    return ShardPlan(name, split, index, videos, fingerprint(content_options, videos))
 
 
 def fingerprint(content_options: dict, videos: tuple[VideoPlan, ...]) -> str:

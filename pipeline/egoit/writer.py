@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.clips import ClipFormat, ClipRequest, VideoInfo, check_decode_settings
+from pipeline.core.planning import ShardPlan
 from pipeline.core.writer import ShardLayout, SourceClips, join, payload_bytes, write_loose_file, write_shard
 from pipeline.egoit import samples as S
-from pipeline.egoit.plan import ItemFailure, ShardPlan, VideoPlan
+from pipeline.egoit.plan import ItemFailure, VideoPlan
 
 SHARD_PREFIX = "egoit"
 CLIPS_DIR = "clips"

@@ -1,6 +1,6 @@
 """The annotation JSON of the bundled Ego-Exo4D sample release: narration passes (atomic descriptions), the
 takes.json / captures.json records and keysteps, derived from the takes (tools/samples/egoexo4d_takes.py) with
-seeded generators, so that two runs write identical files. Layout and shapes: docs/egoexo4d-release.md.
+seeded generators, so that two runs write identical files. Layout and shapes: ../shared/docs/egoexo4d-release.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A small, faithful, deterministic Ego-Exo4D release: the bundled sample and the fixture of the tests.
 
-The layout, JSON shapes and known quirks follow docs/egoexo4d-release.md (real downloads, not only the docs).
+The layout, JSON shapes and known quirks follow ../shared/docs/egoexo4d-release.md (real downloads, not only the docs).
 Every video frame carries a framecode stamp (camera code + take instant), so a test can decode any output clip
 and say which camera and which instant it shows. Everything is derived from names (uuid5, seeded generators)
 and encoded with bit-exact ffmpeg flags, so two runs write byte-identical files.

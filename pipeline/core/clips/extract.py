@@ -3,7 +3,7 @@
 mp4 mode: the source is decoded once, frames outside every window are dropped, the rest is split into
 "lanes" of non-overlapping windows (plan.assign_lanes); each lane is encoded by one x264 instance with
 keyframes forced at window starts, and the segment muxer cuts the lane at exactly those frames. One process
-per clip would instead re-open, re-seek and re-decode a whole GOP per clip (see docs/verified-here.md:
+per clip would instead re-open, re-seek and re-decode a whole GOP per clip (see ../shared/docs/verified-here.md:
 23.5 s vs ~7 s decode-only for 90 clips of a 180 s video).
 
 frames mode: the union of sampled source frames is decoded once, scaled and written as JPEGs via image2;

@@ -45,7 +45,7 @@ READER_TASKS = {
     "egomcq": ("egomcq",),
 }
 
-# The on-disk layout each reader expects (annotation files and video paths), as README text.
+# The on-disk layout each reader expects (annotation files and video paths), as docs text (docs/egoit.md, docs/egobench.md).
 LAYOUTS = {
     "egoschema": egoschema.LAYOUT,
     "qaego4d": qaego4d.LAYOUT,

@@ -19,7 +19,7 @@ READERS = {
     "egoexolearn": egoexolearn.read,
 }
 
-# The on-disk layout each reader expects (annotation files and video paths), as README text.
+# The on-disk layout each reader expects (annotation files and video paths), as docs text (docs/egoit.md, docs/egobench.md).
 LAYOUTS = {
     "egtea": egtea.LAYOUT,
     "ssv2": ssv2.LAYOUT,
