@@ -95,7 +95,7 @@ ANNOTATIONS = {
 }
 
 CONFIG = """\
-# The bundled EgoBench mini-benchmark (python -m pipeline.egobench.sample_release): real annotation rows
+# The bundled EgoBench mini-benchmark (python -m tools.samples.egobench): real annotation rows
 # where a real file is public, synthetic rows in the documented format elsewhere, generated stamped videos.
 # Paths are relative to this file.
 benchmarks:

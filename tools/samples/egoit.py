@@ -63,7 +63,7 @@ ANNOTATIONS = {
 }
 
 CONFIG = """\
-# The bundled EgoIT mini-release (python -m pipeline.egoit.sample_release): real annotation rows, generated
+# The bundled EgoIT mini-release (python -m tools.samples.egoit): real annotation rows, generated
 # stamped videos. Paths are relative to this file.
 sources:
   egtea: {root: egtea, options: {split: 1}}
