@@ -312,3 +312,13 @@ def wids_index(shards: list[tuple[str, int]], name: str) -> dict:
             raise ValueError(f"{url}: negative nsamples")
         shardlist.append({"url": url, "nsamples": int(nsamples)})
     return {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": name, "shardlist": shardlist}
+
+
+STR, I32, I64, F64, BOOL, STRS = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_(), pa.list_(pa.string())
+
+
+def manifest_schema(*columns: str, group: str = "split", nullable: frozenset[str] = frozenset(), **types) -> pa.Schema:
+    """A builder's manifest.parquet schema: key, shard and `group` (split, or EgoBench's task) first, then
+    `columns` in order with their pyarrow types (types[name]), non-null except those named in `nullable`."""
+    names = ("key", "shard", group, *columns)
+    return pa.schema([pa.field(n, types.get(n, STR), nullable=n in nullable) for n in names])

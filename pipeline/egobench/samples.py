@@ -23,7 +23,17 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from pipeline.core.shards import canonical_json, check_key, frame_members, pack_sample, table_from_rows
+from pipeline.core.shards import (
+    BOOL,
+    F64,
+    I64,
+    canonical_json,
+    check_key,
+    frame_members,
+    manifest_schema,
+    pack_sample,
+    table_from_rows,
+)
 from pipeline.egobench.records import TASKS, BenchItem
 from pipeline.egobench.records_json import item_json, validate_item_json
 
@@ -98,23 +108,13 @@ def pack_item(
     return pack_sample(check_key(key), members, doc)
 
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),
-        pa.field("task", pa.string(), nullable=False),
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("benchmark", pa.string(), nullable=False),  # the config entry (reader) of the item
-        pa.field("metric", pa.string(), nullable=False),
-        pa.field("source_file", pa.string(), nullable=False),
-        pa.field("n_clips", pa.int64(), nullable=False),
-        pa.field("videos", pa.string(), nullable=False),  # JSON list of the clips' source paths
-        pa.field("clips", pa.string(), nullable=False),  # JSON of the json member's clips
-        pa.field("clip_seconds", pa.float64(), nullable=False),  # sum over the item's clips
-        pa.field("clip_bytes", pa.int64(), nullable=False),
-        pa.field("has_answer", pa.bool_(), nullable=False),
-    ]
-)
+# benchmark: the config entry (reader) of the item; videos: JSON list of the clips' source paths; clips: JSON
+# of the json member's clips; clip_seconds: the sum over the item's clips
+MANIFEST_SCHEMA = manifest_schema(
+    "id", "benchmark", "metric", "source_file", "n_clips", "videos", "clips", "clip_seconds", "clip_bytes",
+    "has_answer",
+    group="task", n_clips=I64, clip_seconds=F64, clip_bytes=I64, has_answer=BOOL,
+)  # fmt: skip
 
 
 def manifest_row(key: str, benchmark: str, doc: dict, clip_bytes: int) -> dict:

@@ -12,7 +12,16 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from pipeline.core.shards import check_key, frame_members, pack_sample, table_from_rows, typed_meta
+from pipeline.core.shards import (
+    F64,
+    I64,
+    check_key,
+    frame_members,
+    manifest_schema,
+    pack_sample,
+    table_from_rows,
+    typed_meta,
+)
 from pipeline.egoclip.plan import PlannedClip, VideoPlan
 
 MP4_MEMBERS = ("ego.mp4", "txt", "json")
@@ -67,27 +76,12 @@ def pack_clip(doc: dict, clip: bytes | Sequence[bytes], n_frames: int) -> dict[s
     return pack_sample(doc["key"], members, doc, doc["text"])
 
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("video_uid", pa.string(), nullable=False),
-        pa.field("video", pa.string(), nullable=False),
-        pa.field("narration_source", pa.string(), nullable=False),
-        pa.field("narration_ind", pa.int64(), nullable=False),
-        pa.field("narration_time", pa.float64(), nullable=False),
-        pa.field("clip_start", pa.float64(), nullable=False),
-        pa.field("clip_end", pa.float64(), nullable=False),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("raw_text", pa.string(), nullable=False),
-        pa.field("start_frame", pa.int64(), nullable=False),
-        pa.field("end_frame", pa.int64(), nullable=False),
-        pa.field("fps", pa.float64(), nullable=False),
-        pa.field("clip_seconds", pa.float64(), nullable=False),
-        pa.field("clip_bytes", pa.int64(), nullable=False),
-    ]
-)
+MANIFEST_SCHEMA = manifest_schema(
+    "video_uid", "video", "narration_source", "narration_ind", "narration_time", "clip_start", "clip_end", "text",
+    "raw_text", "start_frame", "end_frame", "fps", "clip_seconds", "clip_bytes",
+    narration_ind=I64, narration_time=F64, clip_start=F64, clip_end=F64, start_frame=I64, end_frame=I64,
+    fps=F64, clip_seconds=F64, clip_bytes=I64,
+)  # fmt: skip
 
 
 def manifest_row(doc: dict, clip_bytes: int) -> dict:

@@ -17,7 +17,20 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-from pipeline.core.shards import KEY_RE, check_key, frame_members, pack_sample, table_from_rows, typed_meta
+from pipeline.core.shards import (
+    BOOL,
+    F64,
+    I32,
+    I64,
+    KEY_RE,
+    STRS,
+    check_key,
+    frame_members,
+    manifest_schema,
+    pack_sample,
+    table_from_rows,
+    typed_meta,
+)
 
 PAIR_MEMBERS = ("ego.mp4", "exo.mp4", "txt", "json")
 
@@ -122,40 +135,16 @@ def pack_moment_frames(
 # --------------------------------------------------------------------------------------------- manifest
 
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("take_uid", pa.string(), nullable=False),
-        pa.field("take_name", pa.string(), nullable=False),
-        pa.field("scenario", pa.string(), nullable=False),
-        pa.field("narration_index", pa.int32(), nullable=False),
-        pa.field("annotation_uid", pa.string(), nullable=False),
-        pa.field("annotator_id", pa.string(), nullable=False),
-        pa.field("subject", pa.string(), nullable=False),
-        pa.field("ego_visible", pa.bool_(), nullable=False),
-        pa.field("unsure", pa.bool_(), nullable=False),
-        pa.field("best_exo", pa.string(), nullable=False),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("raw_text", pa.string(), nullable=False),
-        pa.field("timestamp", pa.float64(), nullable=False),
-        pa.field("window_start", pa.float64(), nullable=False),
-        pa.field("window_end", pa.float64(), nullable=False),
-        pa.field("ego_cam", pa.string(), nullable=False),
-        pa.field("exo_cam", pa.string(), nullable=True),  # null for moments (all exo views in one sample)
-        pa.field("ego_start_frame", pa.int64(), nullable=False),
-        pa.field("ego_end_frame", pa.int64(), nullable=False),
-        pa.field("exo_start_frame", pa.int64(), nullable=False),
-        pa.field("exo_end_frame", pa.int64(), nullable=False),
-        pa.field("exo_frames", pa.list_(pa.string()), nullable=False),
-        pa.field("fps", pa.float64(), nullable=False),
-        pa.field("n_ego_frames", pa.int32(), nullable=False),
-        pa.field("exo_cams", pa.list_(pa.string()), nullable=False),
-        pa.field("ego_bytes", pa.int64(), nullable=False),
-        pa.field("exo_bytes", pa.int64(), nullable=False),
-    ]
-)
+# exo_cam is null for moments (all exo views in one sample)
+MANIFEST_SCHEMA = manifest_schema(
+    "take_uid", "take_name", "scenario", "narration_index", "annotation_uid", "annotator_id", "subject",
+    "ego_visible", "unsure", "best_exo", "text", "raw_text", "timestamp", "window_start", "window_end", "ego_cam",
+    "exo_cam", "ego_start_frame", "ego_end_frame", "exo_start_frame", "exo_end_frame", "exo_frames", "fps",
+    "n_ego_frames", "exo_cams", "ego_bytes", "exo_bytes",
+    nullable=frozenset({"exo_cam"}), narration_index=I32, ego_visible=BOOL, unsure=BOOL, timestamp=F64,
+    window_start=F64, window_end=F64, ego_start_frame=I64, ego_end_frame=I64, exo_start_frame=I64,
+    exo_end_frame=I64, exo_frames=STRS, fps=F64, n_ego_frames=I32, exo_cams=STRS, ego_bytes=I64, exo_bytes=I64,
+)  # fmt: skip
 
 
 def manifest_table(rows: list[dict]) -> pa.Table:

@@ -16,9 +16,12 @@ import jsonschema
 import pyarrow as pa
 
 from pipeline.core.shards import (
+    F64,
+    I64,
     canonical_json,
     check_key,
     frame_members,
+    manifest_schema,
     pack_sample,
     table_from_rows,
     typed_meta,
@@ -111,24 +114,12 @@ def pack_item(doc: dict, clip: bytes | Sequence[bytes], n_frames: int) -> dict[s
     return pack_sample(doc["id"], members, {k: v for k, v in doc.items()})
 
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("task", pa.string(), nullable=False),
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("video", pa.string(), nullable=False),
-        pa.field("start_frame", pa.int64(), nullable=False),
-        pa.field("end_frame", pa.int64(), nullable=False),
-        pa.field("fps", pa.float64(), nullable=False),
-        pa.field("clip_seconds", pa.float64(), nullable=False),
-        pa.field("clip_bytes", pa.int64(), nullable=False),
-        pa.field("clip_file", pa.string(), nullable=False),  # per-sample clip for egoit.json ("" when not exported)
-        pa.field("conversations", pa.string(), nullable=False),  # JSON of the turns, for egoit.json
-    ]
-)
+# clip_file: the per-sample clip for egoit.json ("" when not exported); conversations: JSON of the turns
+MANIFEST_SCHEMA = manifest_schema(
+    "source", "task", "video_id", "video", "start_frame", "end_frame", "fps", "clip_seconds", "clip_bytes",
+    "clip_file", "conversations",
+    start_frame=I64, end_frame=I64, fps=F64, clip_seconds=F64, clip_bytes=I64,
+)  # fmt: skip
 
 
 def manifest_row(doc: dict, clip_bytes: int, clip_file: str) -> dict:
