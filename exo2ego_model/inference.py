@@ -97,20 +97,11 @@ def generate_ids(
         return new
 
 
-def generate(
-    model: Exo2EgoModel,
-    tokenizer: PreTrainedTokenizerBase,
-    video: torch.Tensor,
-    prompt: str | Sequence[dict],
-    *,
-    max_new_tokens: int = 64,
-    view: str = "ego",
-    visual_input: str | None = None,
-) -> str:
-    """Greedy answer to `prompt` about one clip, decoded without special tokens."""
-    ids = generate_ids(
-        model, tokenizer, video, prompt, max_new_tokens=max_new_tokens, view=view, visual_input=visual_input
-    )
+def generate(model: Exo2EgoModel, tokenizer: PreTrainedTokenizerBase, video: torch.Tensor,
+             prompt: str | Sequence[dict], **options) -> str:  # fmt: skip
+    """Greedy answer to `prompt` about one clip, decoded without special tokens; options as generate_ids'
+    (max_new_tokens, view, visual_input)."""
+    ids = generate_ids(model, tokenizer, video, prompt, **options)
     return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 

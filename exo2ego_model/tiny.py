@@ -28,14 +28,8 @@ def tiny_vision_config(image_size: int):
     """A 2-layer CLIP ViT (hidden 32, patch 8): the real tower's architecture at a size a CPU test affords."""
     from transformers import CLIPVisionConfig
 
-    return CLIPVisionConfig(
-        image_size=image_size,
-        patch_size=8,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-    )
+    return CLIPVisionConfig(image_size=image_size, patch_size=8, hidden_size=32, intermediate_size=64,
+                            num_hidden_layers=2, num_attention_heads=2)  # fmt: skip
 
 
 def tiny_llm_config(vocab_size: int):

@@ -19,6 +19,25 @@ from collections.abc import Callable, Iterator
 from pipeline.core.runners import RUNNERS, RunnerOptionError, check_io_paths, runner_options
 from pipeline.core.session import OutLocked, build_session
 
+# The engines' flags beside --runner and --workers: (flag, type, help); each maps to runner_options' keyword of
+# the same name (pipeline.core.runners).
+ENGINE_FLAGS = (
+    ("--dask-address", str, "dask scheduler HOST:PORT (default: start a local cluster)"),
+    ("--project", str, "dataflow: Google Cloud project"),
+    ("--region", str, "dataflow: region, e.g. us-central1"),
+    ("--temp-location", str, "dataflow: gs:// temp location"),
+    ("--staging-location", str, "dataflow: gs:// staging location (default TEMP/staging)"),
+    ("--image", str, "dataflow/spark/flink: worker container image (docker/Dockerfile.worker)"),
+    ("--machine-type", str, "dataflow: worker machine type (default n2-standard-4)"),
+    ("--max-workers", int, "dataflow: max workers (default 10)"),
+    ("--job-name", str, "dataflow: job name"),
+    ("--service-account", str, "dataflow: worker service account e-mail"),
+    ("--job-endpoint", str, "spark/flink: Beam job server HOST:PORT (PortableRunner)"),
+    ("--spark-master", str, "spark: spark://HOST:PORT (SparkRunner; starts its own job server)"),
+    ("--flink-master", str, "flink: HOST:PORT (FlinkRunner; starts its own job server)"),
+    ("--flink-version", str, "flink: Flink version of the job server (FlinkRunner)"),
+)
+
 
 def add_runner_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("runner (docs/cluster.md)")
@@ -35,22 +54,8 @@ def add_runner_args(ap: argparse.ArgumentParser) -> None:
         help="direct-mp: worker processes (default 2); dask without --dask-address: processes of the local "
         "cluster (default 2); spark/flink: SDK worker processes per node",
     )
-    g.add_argument("--dask-address", help="dask scheduler HOST:PORT (default: start a local cluster)")
-    g.add_argument("--project", help="dataflow: Google Cloud project")
-    g.add_argument("--region", help="dataflow: region, e.g. us-central1")
-    g.add_argument("--temp-location", help="dataflow: gs:// temp location")
-    g.add_argument("--staging-location", help="dataflow: gs:// staging location (default TEMP/staging)")
-    g.add_argument("--image", help="dataflow/spark/flink: worker container image (docker/Dockerfile.worker)")
-    g.add_argument(
-        "--machine-type", default=None, help="dataflow: worker machine type (default n2-standard-4)"
-    )
-    g.add_argument("--max-workers", type=int, default=None, help="dataflow: max workers (default 10)")
-    g.add_argument("--job-name", help="dataflow: job name")
-    g.add_argument("--service-account", help="dataflow: worker service account e-mail")
-    g.add_argument("--job-endpoint", help="spark/flink: Beam job server HOST:PORT (PortableRunner)")
-    g.add_argument("--spark-master", help="spark: spark://HOST:PORT (SparkRunner; starts its own job server)")
-    g.add_argument("--flink-master", help="flink: HOST:PORT (FlinkRunner; starts its own job server)")
-    g.add_argument("--flink-version", help="flink: Flink version of the job server (FlinkRunner)")
+    for flag, kind, help_ in ENGINE_FLAGS:
+        g.add_argument(flag, type=kind, help=help_)
 
 
 def engine_args(args: argparse.Namespace, dask_address: str | None = None) -> list[str]:
@@ -60,24 +65,9 @@ def engine_args(args: argparse.Namespace, dask_address: str | None = None) -> li
     workers = args.workers
     if args.runner == "direct-mp" and workers is None:
         workers = 2
-    return runner_options(
-        args.runner,
-        workers=workers,
-        dask_address=dask_address or args.dask_address,
-        project=args.project,
-        region=args.region,
-        temp_location=args.temp_location,
-        staging_location=args.staging_location,
-        image=args.image,
-        machine_type=args.machine_type,
-        max_workers=args.max_workers,
-        job_name=args.job_name,
-        service_account=args.service_account,
-        job_endpoint=args.job_endpoint,
-        spark_master=args.spark_master,
-        flink_master=args.flink_master,
-        flink_version=args.flink_version,
-    )
+    flags = {dest: getattr(args, dest) for dest in (f[2:].replace("-", "_") for f, _, _ in ENGINE_FLAGS)}
+    flags["dask_address"] = dask_address or args.dask_address
+    return runner_options(args.runner, workers=workers, **flags)
 
 
 @contextlib.contextmanager
