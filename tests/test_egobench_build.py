@@ -21,12 +21,13 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.core.clips import read_frames, sample_frame_indices
 from pipeline.core.composites import AssignShards, ReadSources
+from pipeline.core.config import load_config_file
 from pipeline.core.framecode import decode_frame
 from pipeline.core.planning import ShardSizing
 from pipeline.core.shards import MAX_TAR_NAME, read_tar_samples
 from pipeline.egobench import composites as C
 from pipeline.egobench import transforms as T
-from pipeline.egobench.build import config_from_mapping, load_config_file
+from pipeline.egobench.build import config_from_mapping
 from pipeline.egobench.plan import (
     ClipPlan,
     PlannedItem,

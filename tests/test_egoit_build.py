@@ -10,8 +10,6 @@ import tarfile
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from pipeline.core.clips import read_frames, sample_frame_indices
 from pipeline.core.framecode import decode_frame
 from pipeline.core.shards import read_tar_samples
@@ -232,7 +230,8 @@ def test_bad_command_lines_are_clear_errors(egoit_sample, tmp_path, capsys):
 
 def test_real_roots_config_template_parses():
     """configs/egoit.yaml (the template for real downloads) is a valid config naming all five sources."""
-    from pipeline.egoit.build import config_from_mapping, load_config_file
+    from pipeline.core.config import load_config_file
+    from pipeline.egoit.build import config_from_mapping
 
     cfg = config_from_mapping(load_config_file("configs/egoit.yaml"), "out", Path("configs"))
     assert [s.name for s in cfg.sources] == ["egtea", "ssv2", "egotimeqa", "openeqa", "egoexolearn"]

@@ -8,10 +8,11 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.core.clips import ClipFormat
 from pipeline.core.composites import AssignGroupsFn, AssignShards, ReadSources
+from pipeline.core.config import load_config_file
 from pipeline.core.planning import ShardSizing
 from pipeline.egoit import composites as C
 from pipeline.egoit import transforms as T
-from pipeline.egoit.build import config_from_mapping, load_config_file
+from pipeline.egoit.build import config_from_mapping
 from pipeline.egoit.mix import MixRule, item_rank
 from pipeline.egoit.plan import PlannedItem, SourceVideo, VideoPlan, fingerprint
 from pipeline.egoit.records import EgoITItem, Turn, VideoRef

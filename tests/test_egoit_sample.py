@@ -19,8 +19,9 @@ import pytest
 from PIL import Image
 
 from pipeline.core.clips import ExtractionError, probe_video, read_frames
+from pipeline.core.config import load_config_file
 from pipeline.core.framecode import decode_frame
-from pipeline.egoit.build import config_from_mapping, load_config_file
+from pipeline.egoit.build import config_from_mapping
 from pipeline.egoit.records import SOURCES, RecordFailure, SourceRecord
 from pipeline.egoit.sources import READERS
 from tests.conftest import SHARED_REAL, needs_real

@@ -314,11 +314,12 @@ def wids_index(shards: list[tuple[str, int]], name: str) -> dict:
     return {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": name, "shardlist": shardlist}
 
 
-STR, I32, I64, F64, BOOL, STRS = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_(), pa.list_(pa.string())
+COLUMN_TYPES = {"str": pa.string(), "i32": pa.int32(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_(),
+                "strs": pa.list_(pa.string())}  # fmt: skip
 
 
 def manifest_schema(*columns: str, group: str = "split", nullable: frozenset[str] = frozenset(), **types) -> pa.Schema:
     """A builder's manifest.parquet schema: key, shard and `group` (split, or EgoBench's task) first, then
-    `columns` in order with their pyarrow types (types[name]), non-null except those named in `nullable`."""
+    `columns` in order, each of type COLUMN_TYPES[types.get(name, "str")], non-null except those in `nullable`."""
     names = ("key", "shard", group, *columns)
-    return pa.schema([pa.field(n, types.get(n, STR), nullable=n in nullable) for n in names])
+    return pa.schema([pa.field(n, COLUMN_TYPES[types.get(n, "str")], nullable=n in nullable) for n in names])

@@ -29,19 +29,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList
 
+from pipeline.core import config as core_config
 from pipeline.core.clips import ClipFormat
 from pipeline.core.composites import AssignShards, Finalize, ReadSources
-from pipeline.core.config import (  # noqa: F401 (load_config_file: this package's API)
-    ConfigError,
-    build_config,
-    check_names,
-    check_values,
-    config_entries,
-    load_config_file,
-    resolve_path,
-    shard_checks,
-)
-from pipeline.core.config import parse_roots as _parse_roots
+from pipeline.core.config import ConfigError, build_config, check_names, check_values, config_entries
 from pipeline.core.localize import is_local
 from pipeline.core.planning import ShardSizing
 from pipeline.core.transforms import WriteShards
@@ -121,7 +112,7 @@ class EgoBenchConfig:
         check_names("benchmarks", [b.name for b in self.benchmarks], "a name")
         check_values(self, [
             ("image_fps", self.image_fps > 0, "> 0"),
-            *shard_checks(self),
+            *core_config.shard_checks(self),
         ])  # fmt: skip
 
     @property
@@ -202,7 +193,7 @@ def bench_specs(raw: dict, base: Path | None = None) -> tuple[BenchSpec, ...]:
     taken relative to `base` (the config file's folder)."""
     specs = []
     for name, entry, paths, options in config_entries(raw, "benchmarks", "benchmark", SPEC_KEYS, base):
-        options = {k: resolve_path(str(v), base) if k in PATH_OPTIONS else v for k, v in options.items()}
+        options = {k: core_config.resolve_path(str(v), base) if k in PATH_OPTIONS else v for k, v in options.items()}
         specs.append(BenchSpec(name, reader=str(entry.get("reader") or ""), options=options, **paths))
     return tuple(specs)
 
@@ -214,7 +205,3 @@ def config_from_mapping(
     return build_config(EgoBenchConfig, raw, out=out, key="benchmarks", entries=specs, output_cls=OutputFormat,
                         output_keys={"decode_timeout_s", "decode_threads"}, clip=clip)  # fmt: skip
 
-
-def parse_roots(text: str) -> dict:
-    """--roots "a=/data/a,b=/data/b" -> {"a": {"root": "/data/a"}, ...} (pipeline.core.config.parse_roots)."""
-    return _parse_roots(text, "NAME")

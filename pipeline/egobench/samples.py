@@ -23,17 +23,8 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from pipeline.core.shards import (
-    BOOL,
-    F64,
-    I64,
-    canonical_json,
-    check_key,
-    frame_members,
-    manifest_schema,
-    pack_sample,
-    table_from_rows,
-)
+from pipeline.core import shards
+from pipeline.core.shards import canonical_json, check_key, frame_members, pack_sample
 from pipeline.egobench.records import TASKS, BenchItem
 from pipeline.egobench.records_json import item_json, validate_item_json
 
@@ -110,10 +101,10 @@ def pack_item(
 
 # benchmark: the config entry (reader) of the item; videos: JSON list of the clips' source paths; clips: JSON
 # of the json member's clips; clip_seconds: the sum over the item's clips
-MANIFEST_SCHEMA = manifest_schema(
+MANIFEST_SCHEMA = shards.manifest_schema(
     "id", "benchmark", "metric", "source_file", "n_clips", "videos", "clips", "clip_seconds", "clip_bytes",
     "has_answer",
-    group="task", n_clips=I64, clip_seconds=F64, clip_bytes=I64, has_answer=BOOL,
+    group="task", n_clips="i64", clip_seconds="f64", clip_bytes="i64", has_answer="bool",
 )  # fmt: skip
 
 
@@ -136,4 +127,4 @@ def manifest_row(key: str, benchmark: str, doc: dict, clip_bytes: int) -> dict:
 
 
 def manifest_table(rows: list[dict]) -> pa.Table:
-    return table_from_rows(rows, MANIFEST_SCHEMA)
+    return shards.table_from_rows(rows, MANIFEST_SCHEMA)

@@ -12,16 +12,8 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from pipeline.core.shards import (
-    F64,
-    I64,
-    check_key,
-    frame_members,
-    manifest_schema,
-    pack_sample,
-    table_from_rows,
-    typed_meta,
-)
+from pipeline.core import shards
+from pipeline.core.shards import check_key, frame_members, pack_sample, typed_meta
 from pipeline.egoclip.plan import PlannedClip, VideoPlan
 
 MP4_MEMBERS = ("ego.mp4", "txt", "json")
@@ -76,11 +68,11 @@ def pack_clip(doc: dict, clip: bytes | Sequence[bytes], n_frames: int) -> dict[s
     return pack_sample(doc["key"], members, doc, doc["text"])
 
 
-MANIFEST_SCHEMA = manifest_schema(
+MANIFEST_SCHEMA = shards.manifest_schema(
     "video_uid", "video", "narration_source", "narration_ind", "narration_time", "clip_start", "clip_end", "text",
     "raw_text", "start_frame", "end_frame", "fps", "clip_seconds", "clip_bytes",
-    narration_ind=I64, narration_time=F64, clip_start=F64, clip_end=F64, start_frame=I64, end_frame=I64,
-    fps=F64, clip_seconds=F64, clip_bytes=I64,
+    narration_ind="i64", narration_time="f64", clip_start="f64", clip_end="f64", start_frame="i64", end_frame="i64",
+    fps="f64", clip_seconds="f64", clip_bytes="i64",
 )  # fmt: skip
 
 
@@ -91,4 +83,4 @@ def manifest_row(doc: dict, clip_bytes: int) -> dict:
 
 
 def manifest_table(rows: list[dict]) -> pa.Table:
-    return table_from_rows(rows, MANIFEST_SCHEMA)
+    return shards.table_from_rows(rows, MANIFEST_SCHEMA)

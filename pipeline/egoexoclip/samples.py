@@ -17,20 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-from pipeline.core.shards import (
-    BOOL,
-    F64,
-    I32,
-    I64,
-    KEY_RE,
-    STRS,
-    check_key,
-    frame_members,
-    manifest_schema,
-    pack_sample,
-    table_from_rows,
-    typed_meta,
-)
+from pipeline.core import shards
+from pipeline.core.shards import KEY_RE, check_key, frame_members, pack_sample, typed_meta
 
 PAIR_MEMBERS = ("ego.mp4", "exo.mp4", "txt", "json")
 
@@ -136,17 +124,17 @@ def pack_moment_frames(
 
 
 # exo_cam is null for moments (all exo views in one sample)
-MANIFEST_SCHEMA = manifest_schema(
+MANIFEST_SCHEMA = shards.manifest_schema(
     "take_uid", "take_name", "scenario", "narration_index", "annotation_uid", "annotator_id", "subject",
     "ego_visible", "unsure", "best_exo", "text", "raw_text", "timestamp", "window_start", "window_end", "ego_cam",
     "exo_cam", "ego_start_frame", "ego_end_frame", "exo_start_frame", "exo_end_frame", "exo_frames", "fps",
     "n_ego_frames", "exo_cams", "ego_bytes", "exo_bytes",
-    nullable=frozenset({"exo_cam"}), narration_index=I32, ego_visible=BOOL, unsure=BOOL, timestamp=F64,
-    window_start=F64, window_end=F64, ego_start_frame=I64, ego_end_frame=I64, exo_start_frame=I64,
-    exo_end_frame=I64, exo_frames=STRS, fps=F64, n_ego_frames=I32, exo_cams=STRS, ego_bytes=I64, exo_bytes=I64,
+    nullable=frozenset({"exo_cam"}), narration_index="i32", ego_visible="bool", unsure="bool", timestamp="f64",
+    window_start="f64", window_end="f64", ego_start_frame="i64", ego_end_frame="i64", exo_start_frame="i64",
+    exo_end_frame="i64", exo_frames="strs", fps="f64", n_ego_frames="i32", exo_cams="strs", ego_bytes="i64", exo_bytes="i64",
 )  # fmt: skip
 
 
 def manifest_table(rows: list[dict]) -> pa.Table:
     """Rows -> table with exactly MANIFEST_SCHEMA; missing/extra columns or nulls in non-nullable ones raise."""
-    return table_from_rows(rows, MANIFEST_SCHEMA)
+    return shards.table_from_rows(rows, MANIFEST_SCHEMA)

@@ -16,20 +16,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList
 
+from pipeline.core import config as core_config
 from pipeline.core.clips import ClipFormat
 from pipeline.core.composites import AssignGroupsFn, AssignShards, Finalize, ReadSources
-from pipeline.core.config import (  # noqa: F401 (load_config_file: this package's API)
-    PATH_KEYS,
-    ConfigError,
-    build_config,
-    check_names,
-    check_values,
-    config_entries,
-    load_config_file,
-    resolve_path,
-    shard_checks,
-)
-from pipeline.core.config import parse_roots as _parse_roots
+from pipeline.core.config import ConfigError, build_config, check_names, check_values, config_entries
 from pipeline.core.localize import is_local
 from pipeline.core.planning import ShardSizing
 from pipeline.core.transforms import WriteShards
@@ -109,7 +99,7 @@ class EgoITConfig:
             ("dedup_threshold", 0.0 < self.dedup_threshold <= 1.0, "in (0, 1]"),
             ("val_fraction", 0.0 <= self.val_fraction < 1.0, "in [0, 1)"),
             ("image_fps", self.image_fps > 0, "> 0"),
-            *shard_checks(self),
+            *core_config.shard_checks(self),
         ])  # fmt: skip
 
     def content_options(self) -> dict:
@@ -169,7 +159,7 @@ def _mix_rule(name: str, raw: dict) -> MixRule:
 def source_specs(raw: dict, base: Path | None = None) -> tuple[SourceSpec, ...]:
     """{name: {root, annotations?, videos?, options?, ratio?, cap?}} -> specs; relative paths are taken
     relative to `base` (the config file's folder)."""
-    entries = config_entries(raw, "sources", "source", {*PATH_KEYS, "options", "ratio", "cap"}, base)
+    entries = config_entries(raw, "sources", "source", {*core_config.PATH_KEYS, "options", "ratio", "cap"}, base)
     return tuple(SourceSpec(name, options=options, mix=_mix_rule(name, entry), **paths)
                  for name, entry, paths, options in entries)  # fmt: skip
 
@@ -179,7 +169,3 @@ def config_from_mapping(raw: dict, out: str, base: Path | None, clip: ClipFormat
     return build_config(EgoITConfig, raw, out=out, key="sources", entries=specs, output_cls=OutputFormat,
                         output_keys={"clip_files", "decode_timeout_s", "decode_threads"}, clip=clip)  # fmt: skip
 
-
-def parse_roots(text: str) -> dict:
-    """--roots "a=/data/a,b=/data/b" -> {"a": {"root": "/data/a"}, ...} (pipeline.core.config.parse_roots)."""
-    return _parse_roots(text, "SOURCE")

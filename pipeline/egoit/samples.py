@@ -15,17 +15,8 @@ from pathlib import Path
 import jsonschema
 import pyarrow as pa
 
-from pipeline.core.shards import (
-    F64,
-    I64,
-    canonical_json,
-    check_key,
-    frame_members,
-    manifest_schema,
-    pack_sample,
-    table_from_rows,
-    typed_meta,
-)
+from pipeline.core import shards
+from pipeline.core.shards import canonical_json, check_key, frame_members, pack_sample, typed_meta
 from pipeline.egoit.records import EgoITItem
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "egoit.schema.json"
@@ -115,10 +106,10 @@ def pack_item(doc: dict, clip: bytes | Sequence[bytes], n_frames: int) -> dict[s
 
 
 # clip_file: the per-sample clip for egoit.json ("" when not exported); conversations: JSON of the turns
-MANIFEST_SCHEMA = manifest_schema(
+MANIFEST_SCHEMA = shards.manifest_schema(
     "source", "task", "video_id", "video", "start_frame", "end_frame", "fps", "clip_seconds", "clip_bytes",
     "clip_file", "conversations",
-    start_frame=I64, end_frame=I64, fps=F64, clip_seconds=F64, clip_bytes=I64,
+    start_frame="i64", end_frame="i64", fps="f64", clip_seconds="f64", clip_bytes="i64",
 )  # fmt: skip
 
 
@@ -143,4 +134,4 @@ def manifest_row(doc: dict, clip_bytes: int, clip_file: str) -> dict:
 
 
 def manifest_table(rows: list[dict]) -> pa.Table:
-    return table_from_rows(rows, MANIFEST_SCHEMA)
+    return shards.table_from_rows(rows, MANIFEST_SCHEMA)
