@@ -47,9 +47,11 @@ def load_config_file(path: str) -> dict:
 
 
 def add_config_arguments(ap, key: str, label: str, what: str) -> None:
-    """--config FILE and --roots LABEL=PATH,... (the short form of the file's `key` mapping)."""
+    """--config FILE, --roots LABEL=PATH,... (the short form of the file's `key` mapping) and
+    --max-samples-per-shard (overriding the file's)."""
     ap.add_argument("--config", help=f"YAML config: {what}, and build options")
     ap.add_argument("--roots", help=f"{label}=PATH,... instead of (or on top of) the config's {key}")
+    ap.add_argument("--max-samples-per-shard", type=int, help="default: the config's, else the builder's")
 
 
 def config_mapping(config: str | None, roots: str | None, key: str, label: str) -> tuple[dict, Path]:

@@ -23,14 +23,10 @@ from pipeline.egobench.build import EgoBenchConfig, build_pipeline, config_from_
 class EgoBenchBuilder(core.Builder):
     name = "egobench"
     title = "EgoBench"
-    description = (
-        "Build the EgoBench evaluation shards (EgoSchema, QAEgo4D, EgoTaskQA, Charades-Ego, EPIC-KITCHENS-100 "
-        "MIR, EgoPlan, VLN-QA, EgoMCQ): one shard set per task."
-    )
+    description = "Build the EgoBench evaluation shards (eight benchmarks, 11 tasks): one shard set per task."
 
     def add_arguments(self, ap: argparse.ArgumentParser) -> None:
         add_config_arguments(ap, "benchmarks", "NAME", "benchmarks (reader, root, annotations, videos, options)")
-        ap.add_argument("--max-samples-per-shard", type=int)
 
     def config(self, args: argparse.Namespace, clip: ClipFormat) -> EgoBenchConfig:
         raw, base = config_mapping(args.config, args.roots, "benchmarks", "NAME")

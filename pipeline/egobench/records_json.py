@@ -17,15 +17,8 @@ absent values are "" / -1 / -1.0 / [] / false, never null:
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
-
-import jsonschema
-
+from pipeline.core.schemas import schema_problem
 from pipeline.egobench.records import BenchItem
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "egobench.schema.json"
 
 # field -> (type, default). Lists hold str or int as named. Readers put only these keys in BenchItem.metadata.
 META_FIELDS: dict[str, tuple[str, object]] = {
@@ -141,17 +134,8 @@ def item_json(item: BenchItem) -> dict:
     }
 
 
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
-
-
 def validate_item_json(doc: dict) -> None:
     """Raise ValueError naming the item and the first failing field."""
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "<item>"
-        raise ValueError(
-            f"item {doc.get('task', '?')}/{doc.get('id', '?')}: egobench.schema.json at {where}: "
-            f"{error.message}"
-        )
+    problem = schema_problem(doc, "egobench.schema.json")
+    if problem is not None:
+        raise ValueError(f"item {doc.get('task', '?')}/{doc.get('id', '?')}: {problem.replace('<record>', '<item>')}")

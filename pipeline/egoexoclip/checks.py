@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import json
 import math
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import jsonschema
-from referencing import Registry, Resource
-
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+from pipeline.core.schemas import schema_problem
 
 
 class RecordError(ValueError):
@@ -44,21 +39,11 @@ def load_error(err: BaseException) -> tuple[str, str]:
     return "unreadable file", str(err)
 
 
-@cache
-def _validator(ref: str) -> jsonschema.protocols.Validator:
-    resources = [
-        (p.name, Resource.from_contents(json.loads(p.read_text()))) for p in sorted(SCHEMA_DIR.glob("*.json"))
-    ]
-    registry = Registry().with_resources(resources)
-    return jsonschema.Draft202012Validator({"$ref": ref}, registry=registry)
-
-
 def validate(instance: Any, schema_ref: str) -> None:
     """Raise RecordError("schema violation") naming the schema and the first failing field."""
-    error = jsonschema.exceptions.best_match(_validator(schema_ref).iter_errors(instance))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "<record>"
-        raise RecordError("schema violation", f"{schema_ref} at {where}: {error.message[:300]}")
+    problem = schema_problem(instance, schema_ref, message_chars=300)
+    if problem is not None:
+        raise RecordError("schema violation", problem)
 
 
 def parse_bool(value: Any, field_name: str, default: bool = False) -> bool:

@@ -26,10 +26,7 @@ from pipeline.egoit.build import EgoITConfig, build_pipeline, config_from_mappin
 class EgoITBuilder(core.Builder):
     name = "egoit"
     title = "EgoIT"
-    description = (
-        "Build EgoIT (first-person instruction tuning) shards from EGTEA Gaze+, Something-Something-V2, "
-        "EgoTimeQA, OpenEQA and EgoExoLearn."
-    )
+    description = "Build EgoIT (first-person instruction tuning) shards from EGTEA Gaze+, SSv2, EgoTimeQA, OpenEQA and EgoExoLearn."
 
     def add_arguments(self, ap: argparse.ArgumentParser) -> None:
         add_config_arguments(ap, "sources", "SOURCE", "sources (roots, options, ratio, cap)")
@@ -38,7 +35,6 @@ class EgoITBuilder(core.Builder):
         ap.add_argument("--dedup-model-sha256", help="expected sha256 of the --dedup-model's model.safetensors")
         ap.add_argument("--val-fraction", type=float, help="fraction of source videos held out as the val split")
         ap.add_argument("--no-clip-files", action="store_true", help="do not write clip files and egoit.json")
-        ap.add_argument("--max-samples-per-shard", type=int)
 
     def config(self, args: argparse.Namespace, clip: ClipFormat) -> EgoITConfig:
         raw, base = config_mapping(args.config, args.roots, "sources", "SOURCE")

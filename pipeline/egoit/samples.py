@@ -7,19 +7,14 @@ samples), so the per-source metadata is one union of typed fields, absent ones "
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from functools import cache
-from pathlib import Path
 
-import jsonschema
 import pyarrow as pa
 
 from pipeline.core import shards
+from pipeline.core.schemas import schema_problem
 from pipeline.core.shards import canonical_json, check_key, frame_members, pack_sample, typed_meta
 from pipeline.egoit.records import EgoITItem
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "egoit.schema.json"
 
 # metadata of every item: the union of what the converter keeps of each source (see SourceRecord.fields)
 META_FIELDS: dict[str, tuple[type, object]] = {
@@ -86,17 +81,11 @@ def item_json(item: EgoITItem, start_frame: int, end_frame: int, fps: float, n_i
     }
 
 
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
-
-
 def validate_item_json(doc: dict) -> None:
     """Raise ValueError naming the item and the first failing field."""
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "<record>"
-        raise ValueError(f"item {doc.get('id', '?')}: egoit.schema.json at {where}: {error.message}")
+    problem = schema_problem(doc, "egoit.schema.json")
+    if problem is not None:
+        raise ValueError(f"item {doc.get('id', '?')}: {problem}")
 
 
 def pack_item(doc: dict, clip: bytes | Sequence[bytes], n_frames: int) -> dict[str, bytes]:
