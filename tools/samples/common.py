@@ -9,6 +9,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -64,3 +65,33 @@ def generator_main(argv, *, description: str, out_help: str, marker: str, name: 
     generate(args)
     print(f"{name} written to {args.out} in {time.perf_counter() - start:.1f} s{note(args.out)}")
     return 0
+
+
+@dataclass(frozen=True)
+class RowsSample:
+    """An annotation-rows + media sample (EgoIT, EgoBench): what write_rows_and_media writes, and its command
+    line (`python -m tools.samples.<dataset> --out DIR`)."""
+
+    name: str  # "EgoIT sample"
+    description: str
+    config_name: str
+    config: str
+    codes_name: str
+    top_dirs: tuple[str, ...]
+    rows: Path
+    annotations: Mapping[str, str]
+    media_specs: Callable[[], Sequence]
+    write_media: Callable[[Path, object], None]
+
+    def generate(self, out_dir, *, force: bool = False) -> Path:
+        """Write the sample into out_dir (kept as is when its config exists, unless force)."""
+        return write_rows_and_media(Path(out_dir), force=force, config_name=self.config_name, config=self.config,
+                                    codes_name=self.codes_name, top_dirs=self.top_dirs, rows=self.rows,
+                                    annotations=self.annotations, specs=self.media_specs(),
+                                    write_media=self.write_media)  # fmt: skip
+
+    def main(self, argv=None) -> int:
+        return generator_main(argv, description=self.description, marker=self.config_name, name=self.name,
+                              out_help=f"folder to write (OUT/{self.config_name} is the config)",
+                              generate=lambda args: self.generate(args.out, force=True),
+                              note=lambda out: f" (config {self.config_name})")  # fmt: skip

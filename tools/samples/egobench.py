@@ -51,7 +51,7 @@ from PIL import Image
 
 from pipeline.core.framecode import encode_frame
 from pipeline.egobench.sources.egotaskqa import INTERVAL
-from tools.samples.common import generator_main, truncate, write_rows_and_media
+from tools.samples.common import RowsSample, truncate
 from tools.samples.stamped_video import write_stamped_video
 
 ROWS = Path(__file__).with_name("rows") / "egobench"
@@ -370,19 +370,14 @@ def _write_media(out: Path, spec: MediaSpec) -> None:
         truncate(path)
 
 
+SAMPLE = RowsSample("EgoBench sample", "Write the bundled EgoBench mini-benchmark (rows + stamped videos).", CONFIG_NAME, CONFIG, CODES_NAME, tuple(TOP_DIRS), ROWS, ANNOTATIONS,
+                    media_specs, _write_media)  # fmt: skip
+main = SAMPLE.main
+
+
 def generate_sample(out_dir, *, force: bool = False) -> Path:
-    """Write the mini-benchmark into out_dir (kept as is when its egobench.yaml exists, unless force)."""
-    return write_rows_and_media(Path(out_dir), force=force, config_name=CONFIG_NAME, config=CONFIG,
-                                codes_name=CODES_NAME, top_dirs=TOP_DIRS, rows=ROWS, annotations=ANNOTATIONS,
-                                specs=media_specs(), write_media=_write_media)  # fmt: skip
-
-
-def main(argv=None) -> int:
-    return generator_main(
-        argv, description="Write the bundled EgoBench mini-benchmark (rows + stamped videos).",
-        out_help=f"folder to write (OUT/{CONFIG_NAME} is the config)", marker=CONFIG_NAME, name="EgoBench sample",
-        generate=lambda args: generate_sample(args.out, force=True), note=lambda out: f" (config {CONFIG_NAME})",
-    )  # fmt: skip
+    """Write the sample into out_dir (kept as is when its {CONFIG_NAME} exists, unless force)."""
+    return SAMPLE.generate(out_dir, force=force)
 
 
 if __name__ == "__main__":

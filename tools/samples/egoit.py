@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.egoit.sources.egtea import CLIP_NAME
-from tools.samples.common import generator_main, truncate, write_rows_and_media
+from tools.samples.common import RowsSample, truncate
 from tools.samples.stamped_video import write_stamped_images, write_stamped_video
 
 ROWS = Path(__file__).with_name("rows") / "egoit"
@@ -204,19 +204,14 @@ def _write_media(out: Path, spec: MediaSpec) -> None:
         truncate(path)
 
 
+SAMPLE = RowsSample("EgoIT sample", "Write the bundled EgoIT mini-release (real rows, stamped videos).", CONFIG_NAME, CONFIG, CODES_NAME, tuple(SOURCE_DIRS), ROWS, ANNOTATIONS,
+                    media_specs, _write_media)  # fmt: skip
+main = SAMPLE.main
+
+
 def generate_sample(out_dir, *, force: bool = False) -> Path:
-    """Write the mini-release into out_dir (kept as is when its egoit.yaml exists, unless force)."""
-    return write_rows_and_media(Path(out_dir), force=force, config_name=CONFIG_NAME, config=CONFIG,
-                                codes_name=CODES_NAME, top_dirs=SOURCE_DIRS, rows=ROWS, annotations=ANNOTATIONS,
-                                specs=media_specs(), write_media=_write_media)  # fmt: skip
-
-
-def main(argv=None) -> int:
-    return generator_main(
-        argv, description="Write the bundled EgoIT mini-release (real rows, stamped videos).",
-        out_help="folder to write (OUT/egoit.yaml is the config)", marker=CONFIG_NAME, name="EgoIT sample",
-        generate=lambda args: generate_sample(args.out, force=True), note=lambda out: f" (config {CONFIG_NAME})",
-    )  # fmt: skip
+    """Write the sample into out_dir (kept as is when its {CONFIG_NAME} exists, unless force)."""
+    return SAMPLE.generate(out_dir, force=force)
 
 
 if __name__ == "__main__":
