@@ -21,8 +21,7 @@ from pipeline.egobench.build import EgoBenchConfig, build_pipeline, config_from_
 
 
 class EgoBenchBuilder(core.Builder):
-    name = "egobench"
-    title = "EgoBench"
+    name, title = "egobench", "EgoBench"
     description = "Build the EgoBench evaluation shards (eight benchmarks, 11 tasks): one shard set per task."
 
     def add_arguments(self, ap: argparse.ArgumentParser) -> None:

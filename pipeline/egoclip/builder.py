@@ -37,8 +37,7 @@ def csv_header_problem(path: str) -> str | None:
 
 
 class EgoClipBuilder(core.Builder):
-    name = "egoclip"
-    title = "EgoClip"
+    name, title = "egoclip", "EgoClip"
     description = (
         "Build EgoClip (ego clip, caption) WebDataset shards from EgoVLP's egoclip.csv and Ego4D full-scale videos."
     )

@@ -21,8 +21,7 @@ from pipeline.egoexoclip.writer import OutputFormat
 
 
 class EgoExoClipBuilder(core.Builder):
-    name = "egoexoclip"
-    title = "Ego-ExoClip"
+    name, title = "egoexoclip", "Ego-ExoClip"
     description = "Build Ego-ExoClip WebDataset shards from an Ego-Exo4D download."
     group_unit = "take"
 

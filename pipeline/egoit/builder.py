@@ -24,8 +24,7 @@ from pipeline.egoit.build import EgoITConfig, build_pipeline, config_from_mappin
 
 
 class EgoITBuilder(core.Builder):
-    name = "egoit"
-    title = "EgoIT"
+    name, title = "egoit", "EgoIT"
     description = "Build EgoIT (first-person instruction tuning) shards from EGTEA Gaze+, SSv2, EgoTimeQA, OpenEQA and EgoExoLearn."
 
     def add_arguments(self, ap: argparse.ArgumentParser) -> None:

@@ -370,15 +370,8 @@ def _write_media(out: Path, spec: MediaSpec) -> None:
         truncate(path)
 
 
-SAMPLE = RowsSample("EgoBench sample", "Write the bundled EgoBench mini-benchmark (rows + stamped videos).", CONFIG_NAME, CONFIG, CODES_NAME, tuple(TOP_DIRS), ROWS, ANNOTATIONS,
-                    media_specs, _write_media)  # fmt: skip
-main = SAMPLE.main
-
-
-def generate_sample(out_dir, *, force: bool = False) -> Path:
-    """Write the sample into out_dir (kept as is when its {CONFIG_NAME} exists, unless force)."""
-    return SAMPLE.generate(out_dir, force=force)
-
+SAMPLE = RowsSample("EgoBench sample", "Write the bundled EgoBench mini-benchmark (rows + stamped videos).", CONFIG_NAME, CONFIG, CODES_NAME, tuple(TOP_DIRS), ROWS, ANNOTATIONS, media_specs, _write_media)  # fmt: skip
+main, generate_sample = SAMPLE.main, SAMPLE.generate
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -75,108 +75,21 @@ def _exos(n: int, cams=("cam01", "cam02", "cam03", "cam04"), **per_cam) -> list[
 # 8-12 s takes; most have 3 exo GoPros (real takes have 4-5) to keep generation fast on 2 cores.
 _EXO3 = ("cam01", "cam02", "cam03")
 SAMPLE_TAKES: tuple[TakeSpec, ...] = (
-    _take(
-        "cmu_bike01_2",
-        "train",
-        "Bike Repair",
-        [_aria(360), *_exos(360)[:3], _gopro("cam04", 358)],
-        best_exo="cam02",
-        quirks=("three_passes", "narration_at_edges", "bad_descriptions"),
-    ),
-    _take(
-        "georgiatech_cooking_03_1",
-        "train",
-        "Cooking",
-        [_aria(270), *_exos(270, _EXO3), _gopro("cam04", 270, is_ego=True)],
-        best_exo=None,
-        quirks=("ego_gopro", "narration_subject_key", "string_bools", "messy_text", "two_passes"),
-    ),
-    _take(
-        "upenn_dance_02_4",
-        "val",
-        "Dance",
-        [
-            _aria(270, "aria02", is_ego_as_string=True),
-            *(
-                _gopro(c, 210 if c == "gp03" else 270, is_ego_as_string=True)
-                for c in ("gp01", "gp02", "gp03", "gp04")
-            ),
-        ],
-        best_exo="gp02",
-        quirks=("gp_names", "is_ego_strings", "exo_shorter", "two_passes"),
-    ),
-    _take(
-        "sfu_basketball_05_3",
-        "train",
-        "Basketball",
-        [_aria(255), *_exos(255, cam02={"file_state": "missing"})],
-        quirks=("missing_exo", "two_passes"),
-    ),
-    _take(
-        "iiith_soccer_01_7",
-        "train",
-        "Soccer",
-        [_aria(242), *_exos(240, _EXO3, cam03={"file_state": "truncated"})],
-        quirks=("corrupt_exo", "two_passes"),
-    ),
-    _take(
-        "minnesota_rockclimbing_01_2",
-        "val",
-        "Rock Climbing",
-        [_aria(270), *_exos(270, _EXO3, cam01={"vertical": True})],
-        best_exo="cam02",
-        quirks=("vertical_gopro", "two_passes"),
-    ),
-    _take(
-        "indiana_bike_01_2",
-        "train",
-        "Bike Repair",
-        [_aria(270, offset_frames=5), *_exos(270, _EXO3)],
-        best_exo="cam03",
-        quirks=("misaligned_ego", "two_passes"),
-    ),
-    _take(
-        "nus_music_02_1",
-        "train",
-        "Music",
-        [_aria(300), *_exos(300)],
-        in_takes_json=False,
-        quirks=("not_in_takes_json",),
-    ),
-    _take(
-        "utokyo_health_03_1",
-        "train",
-        "Health",
-        [_aria(240), *_exos(240, _EXO3)],
-        is_dropped=True,
-        quirks=("dropped",),
-    ),
-    _take(
-        "uniandes_cooking_01_1",
-        "train",
-        "Cooking",
-        [_aria(240), *_exos(240, _EXO3)],
-        quirks=("single_narration",),
-    ),
+    _take("cmu_bike01_2", "train", "Bike Repair", [_aria(360), *_exos(360)[:3], _gopro("cam04", 358)], best_exo="cam02", quirks=("three_passes", "narration_at_edges", "bad_descriptions")),
+    _take("georgiatech_cooking_03_1", "train", "Cooking", [_aria(270), *_exos(270, _EXO3), _gopro("cam04", 270, is_ego=True)], best_exo=None, quirks=("ego_gopro", "narration_subject_key", "string_bools", "messy_text", "two_passes")),
+    _take("upenn_dance_02_4", "val", "Dance", [ _aria(270, "aria02", is_ego_as_string=True), *( _gopro(c, 210 if c == "gp03" else 270, is_ego_as_string=True) for c in ("gp01", "gp02", "gp03", "gp04") ), ], best_exo="gp02", quirks=("gp_names", "is_ego_strings", "exo_shorter", "two_passes")),
+    _take("sfu_basketball_05_3", "train", "Basketball", [_aria(255), *_exos(255, cam02={"file_state": "missing"})], quirks=("missing_exo", "two_passes")),
+    _take("iiith_soccer_01_7", "train", "Soccer", [_aria(242), *_exos(240, _EXO3, cam03={"file_state": "truncated"})], quirks=("corrupt_exo", "two_passes")),
+    _take("minnesota_rockclimbing_01_2", "val", "Rock Climbing", [_aria(270), *_exos(270, _EXO3, cam01={"vertical": True})], best_exo="cam02", quirks=("vertical_gopro", "two_passes")),
+    _take("indiana_bike_01_2", "train", "Bike Repair", [_aria(270, offset_frames=5), *_exos(270, _EXO3)], best_exo="cam03", quirks=("misaligned_ego", "two_passes")),
+    _take("nus_music_02_1", "train", "Music", [_aria(300), *_exos(300)], in_takes_json=False, quirks=("not_in_takes_json",)),
+    _take("utokyo_health_03_1", "train", "Health", [_aria(240), *_exos(240, _EXO3)], is_dropped=True, quirks=("dropped",)),
+    _take("uniandes_cooking_01_1", "train", "Cooking", [_aria(240), *_exos(240, _EXO3)], quirks=("single_narration",)),
     _take("cmu_bike02_1", "test", "Bike Repair", [_aria(240), *_exos(240, _EXO3)], quirks=("test_split",)),
-    _take(
-        "sfu_cooking_07_2",
-        "train",
-        "Cooking",
-        [_aria(240, file_state="truncated"), *_exos(240, _EXO3)],
-        quirks=("corrupt_ego", "two_passes"),
-    ),
-    _take(
-        "broken_take_01", "train", "Cooking", [_aria(240), _gopro("cam01", 240)], quirks=("missing_take_uid",)
-    ),
+    _take("sfu_cooking_07_2", "train", "Cooking", [_aria(240, file_state="truncated"), *_exos(240, _EXO3)], quirks=("corrupt_ego", "two_passes")),
+    _take("broken_take_01", "train", "Cooking", [_aria(240), _gopro("cam01", 240)], quirks=("missing_take_uid",)),
     # the aria rgb relative_path points outside the root: no file is written for it
-    _take(
-        "escape_take_01",
-        "train",
-        "Cooking",
-        [_aria(240, file_state="missing"), *_exos(240, _EXO3[:2])],
-        quirks=("path_escape",),
-    ),
+    _take("escape_take_01", "train", "Cooking", [_aria(240, file_state="missing"), *_exos(240, _EXO3[:2])], quirks=("path_escape",)),
 )
 _ESCAPE_PATH = "../../../../etc/passwd"
 

@@ -204,15 +204,8 @@ def _write_media(out: Path, spec: MediaSpec) -> None:
         truncate(path)
 
 
-SAMPLE = RowsSample("EgoIT sample", "Write the bundled EgoIT mini-release (real rows, stamped videos).", CONFIG_NAME, CONFIG, CODES_NAME, tuple(SOURCE_DIRS), ROWS, ANNOTATIONS,
-                    media_specs, _write_media)  # fmt: skip
-main = SAMPLE.main
-
-
-def generate_sample(out_dir, *, force: bool = False) -> Path:
-    """Write the sample into out_dir (kept as is when its {CONFIG_NAME} exists, unless force)."""
-    return SAMPLE.generate(out_dir, force=force)
-
+SAMPLE = RowsSample("EgoIT sample", "Write the bundled EgoIT mini-release (real rows, stamped videos).", CONFIG_NAME, CONFIG, CODES_NAME, tuple(SOURCE_DIRS), ROWS, ANNOTATIONS, media_specs, _write_media)  # fmt: skip
+main, generate_sample = SAMPLE.main, SAMPLE.generate
 
 if __name__ == "__main__":
     raise SystemExit(main())
