@@ -92,3 +92,17 @@ def test_losses_count_rejected_rows_per_source_and_flag_the_ones_over_the_limit(
     ]
     assert loss_problems(losses, 0.8) == ["c: no row read (unreadable file 1)"]
     assert loss_problems(losses, 1.0) == []  # --max-bad-share 1 accepts any loss
+
+
+def test_a_bad_command_line_prints_one_line_through_python_m(tmp_path):
+    """Nothing precedes the error line (Beam's import-time "apitools not found" warning is filtered)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.egoclip", "--csv", str(tmp_path / "nope.csv"), "--ego4d-root",
+         str(tmp_path), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"error: --csv {tmp_path / 'nope.csv'}: not found\n"
