@@ -16,7 +16,8 @@ What costs a row, and only that row (the rest of the file is read as if it were 
   "not UTF-8" (only a first line that is not UTF-8, i.e. not a text file at all, fails the whole file);
 - broken CSV quoting: a quoted field may span lines only when the record it ends has the header's number of
   fields and none of the lines it swallowed is a row by itself; otherwise its first line fails ("malformed
-  row", an unclosed quote) and reading goes on at the next line. A CSV cut mid-row fails that row;
+  row", an unclosed quote) and reading goes on at the next line. A CSV cut mid-row fails that row, once, also
+  when the cut is inside a quoted field over several lines;
 - a BOM (dropped), CRLF line ends (read as line ends);
 - control, bidi and zero-width characters in text: removed (pipeline/core/text.py, through values.text_field).
 A JSON file cut short is one file failure ("unreadable file", detail "truncated: ...").
@@ -296,12 +297,22 @@ def _broken_quote(
     return BadRow("malformed row", f"unclosed quote over {len(taken)} line(s): {why}")
 
 
+def _cut_at_end(taken: list[str], width: int, delimiter: str) -> bool:
+    """Whether a record whose quote never closes is the file's last record cut inside a quoted field: none of
+    the lines it swallowed is a row by itself, so they are the rest of that record, not rows to read again
+    (a stray quote that swallowed rows to the end of the file gives them back)."""
+    return _ends_in_quote("".join(taken), delimiter) and not any(
+        _row_width(line, delimiter) == width for line in taken[1:]
+    )
+
+
 def csv_records(
     lines: Iterable[str], delimiter: str = ",", *, multiline: bool = True
 ) -> Iterator[tuple[int, list[str] | BadRow]]:
     """(number, fields) of every non-blank record: number 0 is the header (its fields define the row width),
     then data records from 1. A record that cannot be one comes as (number, BadRow): "malformed row" for a
-    broken quote (see the module docstring; with multiline=False any quoted field that spans lines is one).
+    broken quote (see the module docstring; with multiline=False any quoted field that spans lines is one); a
+    file cut inside a quoted field fails its last record once, the lines of that record included.
     Undecodable bytes are left in the fields (row_results fails the row). Lines keep their line ends (a file
     opened with newline='', or io.StringIO(text))."""
     src = _Lines(lines)
@@ -326,7 +337,7 @@ def csv_records(
             error = _broken_quote(taken, fields, width, delimiter, multiline)
         number += 1
         if error is not None:
-            if len(taken) > 1:  # read the swallowed lines again, as rows of their own
+            if len(taken) > 1 and not _cut_at_end(taken, width, delimiter):  # read swallowed rows again
                 src.give_back(taken[1:])
                 reader = csv.reader(src, delimiter=delimiter)
             yield number, error
