@@ -417,8 +417,6 @@ def test_egoit_broken_video_costs_its_rows(kind, egoit_bad, egoit_build):
     assert_intact(out, egoit_build[0], EGOIT_LOST, egoit_videos)
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/core/clips/probe.py: an audio-only file is 'ffmpeg failed', not "
-                   "'no video stream' (run_ffmpeg raises on the '-map 0:v:0' exit before the stream check)")  # fmt: skip
 def test_egoit_audio_only_video_is_no_video_stream(egoit_bad):
     clip = EGTEA_VIDEOS["audio"]
     video = f"cropped_clips/{clip.rsplit('-', 4)[0]}/{clip}.mp4"

@@ -467,9 +467,6 @@ def test_egoexoclip_broken_view_is_reported_once(kind, egoexoclip_bad):
     assert not [r for r in manifest(out).values() if (r["take_name"], r["exo_cam"]) == (take, cam)]
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/core/inputs.py parse_required (json_shape in egoexoclip/build.py "
-                   "check_inputs) and egoexoclip/transforms.py _load_json decode whole files strictly: one byte "
-                   "that is not UTF-8 in a description stops the build (exit 2) instead of costing that description")  # fmt: skip
 def test_egoexoclip_byte_that_is_not_utf8_costs_its_description(sample_root, tmp_path):
     from pipeline.egoexoclip.builder import main
 

@@ -51,10 +51,12 @@ def read_input(path: str) -> bytes:
         raise InputError(f"{path}: cannot be read ({one_line(err)})") from None
 
 
-def parse_required(path: str, parse):
-    """parse(text) of a required file, its errors as InputError naming the line and column."""
+def parse_required(path: str, parse, errors: str = "strict"):
+    """parse(text) of a required file, its errors as InputError naming the line and column. errors:
+    "surrogateescape" for a file of records that each cost only themselves (a bad byte fails its record
+    later, not the file)."""
     try:
-        return parse(read_input(path).decode("utf-8-sig"))
+        return parse(read_input(path).decode("utf-8-sig", errors=errors))
     except json.JSONDecodeError as err:
         where = f"line {err.lineno} column {err.colno}"
         raise InputError(f"{path}: invalid JSON at {where} ({err.msg})") from None
@@ -69,7 +71,7 @@ def parse_required(path: str, parse):
 OBJECT = object()  # what every JSON object parses to in a shape check
 
 
-def json_shape(path: str):
+def json_shape(path: str, errors: str = "strict"):
     """Parse a required JSON file completely (so that a cut or damaged file fails here) without keeping its
     content: every object becomes the placeholder OBJECT, except the top level, returned as {key: value}."""
     last: list = []
@@ -78,7 +80,7 @@ def json_shape(path: str):
         last[:] = [pairs]
         return OBJECT
 
-    doc = parse_required(path, lambda text: json.loads(text, object_pairs_hook=keep_last))
+    doc = parse_required(path, lambda text: json.loads(text, object_pairs_hook=keep_last), errors)
     return dict(last[0]) if doc is OBJECT else doc
 
 

@@ -167,7 +167,7 @@ def check_inputs(cfg: BuildConfig) -> None:
         if split == "test":  # the release ships no atomic descriptions for test
             continue
         path = f"{root}/annotations/atomic_descriptions_{split}.json"
-        doc = json_shape(path)
+        doc = json_shape(path, errors="surrogateescape")  # a bad byte costs its description only
         if not isinstance(doc, dict) or doc.get("annotations") is not OBJECT:
             what = kind_of(doc) if not isinstance(doc, dict) else "an object without an annotations object"
             raise InputError(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.core.ego4d import normalize_text
-from pipeline.core.readers import NonFinite
+from pipeline.core.readers import NOT_UTF8, NonFinite, undecodable
 from pipeline.core.text import clean_field, clean_text
 from pipeline.core.values import MAX_SECONDS
 from pipeline.egoexoclip.checks import RecordError, finite_number, parse_bool, validate
@@ -61,6 +61,30 @@ class ParsedDescriptions:
         return len(self.narrations) + len(self.dropped)
 
 
+UNDECODABLE = "__not_utf8__"  # the key of a marked pass or description (mark_undecodable)
+
+
+def mark_undecodable(passes: Any) -> Any:
+    """A take's passes with every description (or pass) that holds a byte that is not UTF-8 (a lone surrogate
+    from surrogateescape) replaced by {UNDECODABLE: detail}: surrogates cannot travel between workers (Beam
+    encodes text as UTF-8), the detail (ASCII escapes) can; parsing then fails that record "not UTF-8"."""
+    if not isinstance(passes, list):
+        return passes
+    marked = []
+    for ann in passes:
+        if isinstance(ann, dict):
+            fields = {k: v for k, v in ann.items() if k != "descriptions"}
+            if (bad := undecodable(fields)) is not None:
+                ann = {UNDECODABLE: bad, "descriptions": ann.get("descriptions")}
+            descriptions = ann.get("descriptions")
+            if isinstance(descriptions, list):
+                ann = {**ann, "descriptions": [
+                    {UNDECODABLE: bad} if (bad := undecodable(d)) is not None else d for d in descriptions
+                ]}  # fmt: skip
+        marked.append(ann)
+    return marked
+
+
 def parse_take_descriptions(
     take_uid: str, passes: Any, split: str, filters: NarrationFilters = NarrationFilters()
 ) -> ParsedDescriptions:
@@ -89,6 +113,8 @@ def parse_take_descriptions(
         pass_error: RecordError | None = None
         rejected = False
         try:
+            if UNDECODABLE in ann:
+                raise RecordError(NOT_UTF8, ann[UNDECODABLE])
             validate(ann, "atomic_descriptions.schema.json#/$defs/pass")
             rejected = parse_bool(ann.get("rejected"), "rejected")
         except RecordError as err:
@@ -131,6 +157,8 @@ def parse_take_descriptions(
 def _parse_description(
     take_uid: str, split: str, ann: dict, ann_uid: str, pass_index: int, desc_index: int, desc: Any
 ) -> Narration:
+    if isinstance(desc, dict) and UNDECODABLE in desc:  # a byte that is not UTF-8 (mark_undecodable)
+        raise RecordError(NOT_UTF8, desc[UNDECODABLE])
     if isinstance(desc, dict) and "timestamp" in desc:
         value = desc["timestamp"]
         if isinstance(value, str):

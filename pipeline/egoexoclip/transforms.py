@@ -21,8 +21,10 @@ from pipeline.core import shards
 from pipeline.core.clips import ExtractionError, probe_video
 from pipeline.core.clips._proc import DECODE_TIMEOUT
 from pipeline.core.localize import is_local, local_copy
+from pipeline.core.readers import undecodable
 from pipeline.core.transforms import failure_output
 from pipeline.egoexoclip import release
+from pipeline.egoexoclip.descriptions import mark_undecodable
 from pipeline.egoexoclip.plan import (
     Failure,
     ShardPlan,
@@ -42,14 +44,19 @@ COUNTS = "counts"
 DROPPED = "dropped"
 
 
-def _load_json(path: str):
-    """A JSON input file through Beam's filesystems; non-finite numbers parse to release.NonFinite."""
+def _load_json(path: str, rows: bool = False):
+    """A JSON input file through Beam's filesystems; non-finite numbers parse to release.NonFinite. rows: a
+    file of records that each cost only themselves (atomic descriptions): an undecodable byte is kept (as a
+    lone surrogate, surrogateescape) for its description to fail "not UTF-8", not the whole file."""
     if is_local(path):
         local = path.removeprefix("file://")
         if not stat.S_ISREG(os.stat(local).st_mode):  # a FIFO or device would block the read
             raise IsADirectoryError(f"{path} is not a regular file")
     with FileSystems.open(path, compression_type="uncompressed") as f:
-        return release.parse_json(f.read())
+        data = f.read()
+    if rows:
+        return release.parse_json(data.decode("utf-8-sig", errors="surrogateescape"), keep_surrogates=True)
+    return release.parse_json(data)
 
 
 def _failure(reason: str, scope: str, **kw) -> TaggedOutput:
@@ -239,7 +246,7 @@ class ReadDescriptionsFn(beam.DoFn):
     def process(self, item):
         path, split = item
         try:
-            doc = _load_json(path)
+            doc = _load_json(path, rows=True)
         except Exception as err:
             yield _file_failure(path, err, split)
             return
@@ -254,7 +261,9 @@ class ReadDescriptionsFn(beam.DoFn):
             return
         annotations = doc["annotations"]
         for uid in sorted(annotations):
-            yield uid, (split, annotations[uid])
+            # a take uid with a byte that is not UTF-8 matches no take: kept readable (escaped) for the report
+            key = uid if undecodable(uid) is None else uid.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            yield key, (split, mark_undecodable(annotations[uid]))
 
 
 class ParseDescriptionsFn(beam.DoFn):

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 from ._proc import (
     CORRUPT_VIDEO,
+    FFMPEG_FAILED,
     MISSING_FILE,
     NO_VIDEO_STREAM,
     UNREADABLE_VIDEO,
@@ -117,7 +118,12 @@ def probe_video(path: str, *, timeout_s: float = 120) -> VideoInfo:
         "null",
         "-",
     ]
-    res = run_ffmpeg(["-progress", "pipe:1", *args], path=path, timeout_s=timeout_s)
+    try:
+        res = run_ffmpeg(["-progress", "pipe:1", *args], path=path, timeout_s=timeout_s)
+    except ExtractionError as err:  # a container without a video stream (e.g. audio only): nothing to map
+        if err.reason == FFMPEG_FAILED and "matches no streams" in err.detail:
+            raise ExtractionError(path, NO_VIDEO_STREAM, err.detail) from None
+        raise
     stream = parse_stream_line(res.stderr)
     if stream is None:
         reason = NO_VIDEO_STREAM if "Stream #0" in res.stderr else UNREADABLE_VIDEO
