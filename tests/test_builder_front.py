@@ -106,3 +106,13 @@ def test_a_bad_command_line_prints_one_line_through_python_m(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == f"error: --csv {tmp_path / 'nope.csv'}: not found\n"
+
+
+def test_the_registry_finds_every_builder_by_name():
+    from pipeline import datasets
+
+    assert sorted(datasets.BUILDERS) == sorted(BUILDERS)
+    for name in BUILDERS:
+        assert datasets.builder(name) is builder_of(name) and builder_of(name).name == name
+    with pytest.raises(KeyError, match="known: egoexoclip, egoit, egobench, egoclip"):
+        datasets.builder("egoits")
