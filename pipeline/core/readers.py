@@ -176,6 +176,11 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def drop_surrogates(value):
+    """Every string in value (keys too) without lone surrogates (which no UTF-8 encoder accepts)."""
+    return _drop_surrogates(value)
+
+
 def _drop_surrogates(value):
     if isinstance(value, str):
         return _SURROGATE.sub("", value)

@@ -21,7 +21,7 @@ from pipeline.core import shards
 from pipeline.core.clips import ExtractionError, probe_video
 from pipeline.core.clips._proc import DECODE_TIMEOUT
 from pipeline.core.localize import is_local, local_copy
-from pipeline.core.readers import undecodable
+from pipeline.core.readers import drop_surrogates, undecodable
 from pipeline.core.transforms import failure_output
 from pipeline.egoexoclip import release
 from pipeline.egoexoclip.descriptions import mark_undecodable
@@ -262,8 +262,9 @@ class ReadDescriptionsFn(beam.DoFn):
         annotations = doc["annotations"]
         for uid in sorted(annotations):
             # a take uid with a byte that is not UTF-8 matches no take: kept readable (escaped) for the report
-            key = uid if undecodable(uid) is None else uid.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            yield key, (split, mark_undecodable(annotations[uid]))
+            key = uid if undecodable(uid) is None else ascii(uid)[1:-1]
+            # then any other lone surrogate (a "\ud800" escape in the file) goes, as parse_json drops them
+            yield drop_surrogates(key), (split, drop_surrogates(mark_undecodable(annotations[uid])))
 
 
 class ParseDescriptionsFn(beam.DoFn):
