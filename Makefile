@@ -172,7 +172,7 @@ train: $(STAMP)
 
 # DATASET=egoexoclip (default): extraction vs the codec limit on generated 3.5-min takes (cached in data/bench/),
 # naive per-clip ffmpeg, memory, x264 preset table, the video2dataset peer (its own venv): prints a table, writes
-# data/bench/bench.json (~45 min on 2 cores; +6 min the first time). ARGS="--only memory" / "--skip-peer" /
+# data/bench/bench.json (28 min on 2 cores on 2026-11-30; +6 min the first time). ARGS="--only memory" / "--skip-peer" /
 # "--skip-memory" run parts. DATASET=egoit|egobench|egoclip: that builder's real build of its bundled sample against
 # its codec limit (one decode of every source range it used + one encode of its output, same settings); writes
 # bench_results/<dataset>-bench-<date>.json (~1-2 min). ARGS="--build-args '--frames 16 --size 336'" / "--profile".
