@@ -11,11 +11,12 @@ stable; everything else under `pipeline.<dataset>` is a builder's internals and 
 
 from __future__ import annotations
 
+import importlib
+
 from pipeline.core.text_embed import embed as embed_texts
 from pipeline.core.text_embed import load_encoder as load_text_encoder
-from pipeline.egobench.records import TASKS as EGOBENCH_TASKS
 
-__all__ = ["BUILDERS", "EGOBENCH_TASKS", "builder", "embed_texts", "load_text_encoder"]
+__all__ = ["BUILDERS", "EGOBENCH_TASKS", "builder", "embed_texts", "load_text_encoder"]  # noqa: F822 (EGOBENCH_TASKS: __getattr__)
 
 # The registry of builders (as lmms-eval finds its tasks by name): `python -m pipeline.<name>` runs one, tools
 # (benches, reports) find them here. A fifth dataset is a package with a builder.py and one line here.
@@ -24,10 +25,20 @@ BUILDERS = {
 }
 
 
+# Names that live in a dataset package, resolved when first asked for (like BUILDERS): this module imports no
+# dataset at import time.
+_DATASET_NAMES = {"EGOBENCH_TASKS": "pipeline.egobench.records:TASKS"}
+
+
+def __getattr__(name: str):
+    if name not in _DATASET_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _DATASET_NAMES[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def builder(name: str):
     """The Builder registered under `name` (KeyError naming the known ones otherwise)."""
-    import importlib
-
     if name not in BUILDERS:
         raise KeyError(f"no builder {name!r} (known: {', '.join(BUILDERS)})")
     module, attr = BUILDERS[name].split(":")

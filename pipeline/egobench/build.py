@@ -26,14 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList
 
 from pipeline.core import config as core_config
 from pipeline.core.clips import ClipFormat
 from pipeline.core.composites import AssignShards, Finalize, ReadSources
 from pipeline.core.config import ConfigError, build_config, check_names, check_values, config_entries
-from pipeline.core.localize import is_local
 from pipeline.core.planning import ShardSizing
 from pipeline.core.transforms import WriteShards
 from pipeline.egobench import composites as C
@@ -88,8 +86,6 @@ class BenchSpec:
         """The reader's keyword arguments. n_frames: frames per clip in frames mode, the default number of
         images a reader of image sequences (EgoTaskQA's LEMMA frames) picks."""
         opts = dict(self.options)
-        if not is_local(self.videos):
-            opts["exists"] = FileSystems.exists  # remote video roots are probed through Beam's filesystems
         if n_frames and "n_frames" in reader_option_names(self.reader):
             opts.setdefault("n_frames", n_frames)
         return opts

@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList
 
 from pipeline.core import config as core_config
 from pipeline.core.clips import ClipFormat
 from pipeline.core.composites import AssignGroupsFn, AssignShards, Finalize, ReadSources
 from pipeline.core.config import ConfigError, build_config, check_names, check_values, config_entries
-from pipeline.core.localize import is_local
 from pipeline.core.planning import ShardSizing
 from pipeline.core.transforms import WriteShards
 from pipeline.egoit import composites as C
@@ -68,8 +66,6 @@ class SourceSpec:
 
     def reader_options(self) -> dict:
         opts = dict(self.options)
-        if not is_local(self.videos) and self.name != "openeqa":
-            opts["exists"] = FileSystems.exists  # remote video roots are probed through Beam's filesystems
         for key in ("splits", "files"):
             if key in opts:
                 opts[key] = tuple(opts[key])
