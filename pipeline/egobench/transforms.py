@@ -18,6 +18,7 @@ from apache_beam.pvalue import TaggedOutput
 from pipeline.core import shards
 from pipeline.core.clips import ExtractionError
 from pipeline.core.clips._proc import MISSING_FILE
+from pipeline.core.composites import COUNTS  # the tag FnStep / ReadSources collect counts under
 from pipeline.core.planning import ShardSizing, image_rate, probe_failure, probe_source
 from pipeline.core.transforms import failure_output
 from pipeline.core.values import join_root
@@ -42,7 +43,6 @@ from pipeline.egobench.writer import SHARD_PREFIX, cut_source
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = "egobench"
-COUNTS = "counts"
 
 
 def _fail(failure: BenchFailure):

@@ -15,13 +15,13 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from pipeline.core.clips import ExtractionError, probe_video
+from pipeline.core.composites import COUNTS  # the tag FnStep / ReadSources collect counts under
 from pipeline.core.localize import local_copy
 from pipeline.core.transforms import failure_output
 from pipeline.egoclip.plan import LAYOUTS, MISSING_VIDEO, locate_video, plan_video, split_of
 from pipeline.egoclip.rows import ClipFailure, ClipRow, read_rows
 
 NAMESPACE = "egoclip"
-COUNTS = "counts"  # (name, n): csv rows read, for stats.json
 
 
 def _fail(failure: ClipFailure):

@@ -14,6 +14,7 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from pipeline.core.clips import ExtractionError
+from pipeline.core.composites import COUNTS  # the tag FnStep / ReadSources collect counts under
 from pipeline.core.planning import image_rate, probe_failure, probe_source
 from pipeline.core.transforms import failure_output
 from pipeline.core.values import join_root
@@ -24,7 +25,6 @@ from pipeline.egoit.records import EgoITItem, RecordFailure, SourceRecord
 from pipeline.egoit.sources import READERS
 
 NAMESPACE = "egoit"
-COUNTS = "counts"  # (source, stage, task, n): items per stage for stats.json
 
 
 def _fail(failure: ItemFailure):
