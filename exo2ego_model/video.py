@@ -6,6 +6,9 @@ instants of a window whether the build wrote mp4 clips or pre-sampled JPEG frame
 - uniform sampling: T indices over a clip of n frames are the centres of T equal bins,
   index_i = floor((i + 0.5) * n / T). When n < T some frames repeat (a 10-frame clip gives 16 frames);
   when the frames format already holds exactly T frames the indices are 0..T-1 (no resampling).
+- last-frame sampling (`last=True`; EgoBench's EgoPlan, whose question is about "my current observation in the
+  last frame"): the clip's last frame is always the last one sampled, the other T-1 are the bin centres of the
+  frames before it (last_indices; on exactly T stored frames, again 0..T-1).
 - square resize: the centre square of side min(H, W) is cropped, then resized to size x size (bilinear,
   antialiased). That is "short side to `size`, then centre crop" done in the other order, which resizes fewer
   pixels and differs only by sub-pixel rounding. A frame that is already size x size is not touched.
@@ -34,6 +37,15 @@ def uniform_indices(n_available: int, n_frames: int) -> list[int]:
     return [((2 * i + 1) * n_available) // (2 * n_frames) for i in range(n_frames)]
 
 
+def last_indices(n_available: int, n_frames: int) -> list[int]:
+    """Centres of n_frames - 1 equal bins over the first n_available - 1 frames, then the last frame."""
+    if n_available < 1:
+        raise ValueError("clip has no frames")
+    before = n_available - 1
+    head = [((2 * i + 1) * before) // (2 * (n_frames - 1)) for i in range(n_frames - 1)] if before else []
+    return (head or [0] * (n_frames - 1)) + [n_available - 1]
+
+
 def square_resize(frames_THWC: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """uint8 THWC -> uint8 frames_TCHW of size x size (centre square crop, then resize; see module doc)."""
     frames_THWC = torch.as_tensor(frames_THWC)
@@ -48,33 +60,35 @@ def square_resize(frames_THWC: np.ndarray | torch.Tensor, size: int) -> torch.Te
     return F.interpolate(frames_TCHW, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def _decode_mp4(data: bytes, n_frames: int, num_threads: int) -> np.ndarray:
+def _decode_mp4(data: bytes, n_frames: int, num_threads: int, pick=uniform_indices) -> np.ndarray:
     import decord  # imported here: only mp4 shards need it
 
     vr = decord.VideoReader(io.BytesIO(data), num_threads=num_threads)
-    return vr.get_batch(uniform_indices(len(vr), n_frames)).asnumpy()
+    return vr.get_batch(pick(len(vr), n_frames)).asnumpy()
 
 
-def _decode_jpegs(jpegs: Sequence[bytes], n_frames: int) -> np.ndarray:
+def _decode_jpegs(jpegs: Sequence[bytes], n_frames: int, pick=uniform_indices) -> np.ndarray:
     # only the sampled frames are decoded; a repeated index is decoded once
-    idx = uniform_indices(len(jpegs), n_frames)
+    idx = pick(len(jpegs), n_frames)
     decoded = {i: np.asarray(Image.open(io.BytesIO(jpegs[i])).convert("RGB")) for i in sorted(set(idx))}
     return np.stack([decoded[i] for i in idx])
 
 
 def decode_clip(
-    data: bytes | Sequence[bytes], n_frames: int, size: int, *, num_threads: int = 1
+    data: bytes | Sequence[bytes], n_frames: int, size: int, *, num_threads: int = 1, last: bool = False
 ) -> torch.Tensor:
     """mp4 bytes (decord) or a list of JPEG bytes -> uint8 frames_TCHW of shape (n_frames, 3, size, size).
 
     num_threads: decord decoding threads; 1 in loader workers (the workers are the parallelism), 0 = auto.
+    last: the clip's last frame is the last one sampled (last_indices), else uniform_indices.
     """
     if n_frames < 1 or size < 1:
         raise ValueError(f"n_frames={n_frames}, size={size}: both must be >= 1")
+    pick = last_indices if last else uniform_indices
     if isinstance(data, bytes | bytearray | memoryview):
-        frames_THWC = _decode_mp4(bytes(data), n_frames, num_threads)
+        frames_THWC = _decode_mp4(bytes(data), n_frames, num_threads, pick)
     else:
-        frames_THWC = _decode_jpegs(data, n_frames)
+        frames_THWC = _decode_jpegs(data, n_frames, pick)
     return square_resize(frames_THWC, size)
 
 

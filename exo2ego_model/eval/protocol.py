@@ -42,6 +42,9 @@ PROMPTS_DIGEST = hashlib.sha256(json.dumps(PROMPTS, sort_keys=True).encode()).he
 # choice tasks: which protocol the table (and scores.json "accuracy") reports; the other is in scores.json too
 REPORTED = {"egoplan": "ranking"}
 DEFAULT_REPORTED = "generation"
+# tasks whose question is about the clip's last frame (EgoPlan: "my current observation in the last frame"): it
+# is always the last frame the model is shown (video.last_indices)
+LAST_FRAME_TASKS = ("egoplan",)
 
 
 # An exception inside the model on one item: recorded like bad input, but retried by a rerun (not "done"), and
@@ -162,14 +165,14 @@ class Runner:
         self.sentences: SentenceSet | None = sentences
         self.sentence_error = ""
 
-    def video(self, clips: dict, k: int, n: int) -> torch.Tensor:
+    def video(self, clips: dict, k: int, n: int, last: bool = False) -> torch.Tensor:
         from exo2ego_model.video import decode_clip
 
         if k not in clips:
             name = "mp4 / NN.jpg" if n == 1 else f"v{k}.mp4 / v{k}.NN.jpg"
             raise ItemError(f"missing clip: no {name} member")
         try:
-            return decode_clip(clips[k], self.frames, self.size)
+            return decode_clip(clips[k], self.frames, self.size, last=last)
         except Exception as e:  # decord / PIL raise various types on bad bytes
             raise ItemError(f"undecodable clip {k}: {type(e).__name__}: {str(e)[:200]}") from None
 
@@ -219,7 +222,7 @@ class Runner:
         answer = _answer_index(doc, len(options))
         if not question.strip():
             raise ItemError("empty question")
-        video = self.video(clips, 0, 1)
+        video = self.video(clips, 0, 1, last=doc["task"] in LAST_FRAME_TASKS)
         gen_prompt = choice_prompt(question, options)
         rank_prompt = PROMPTS["choice_ranking"].format(question=question)
         reply = self._generate(video, gen_prompt)

@@ -117,6 +117,7 @@ from .scoring import (  # noqa: F401
     read_predictions,
     render_table,
 )
+from .submission import write_egoplan_submissions
 
 # ------------------------------------------------------------------------------------------------ main
 
@@ -157,7 +158,8 @@ def _check_inputs(cfg: EvalConfig) -> tuple[BuildIndex, dict[str, list[str]], li
 
 
 def evaluate(cfg: EvalConfig, model=None, tokenizer=None, log=print) -> dict:
-    """Run (or resume) the evaluation; writes OUT/predictions.jsonl, scores.json, table.md, run.json and
+    """Run (or resume) the evaluation; writes OUT/predictions.jsonl, scores.json, table.md, run.json (and
+    EgoPlan v1's challenge files, egoplan_submission_<set>.json, when it ran EgoPlan v1 items) and
     returns scores.json's content plus "n_run" (items run by this call). Unusable inputs raise (module doc)
     before anything is written; a model passed in must be the one cfg.ckpt / cfg.seed names (its fingerprint)."""
     bench, out = Path(cfg.bench), Path(cfg.out)
@@ -231,6 +233,9 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, log=print) -> dict:
         "sentence_set_error": sentence_error,
         "tasks": task_scores,
     }
+    submissions = write_egoplan_submissions(records, out)  # EgoPlan v1's challenge files (submission.py)
+    if submissions:
+        scores["submissions"] = submissions
     (out / SCORES).write_text(json.dumps(scores, indent=1, allow_nan=False) + "\n")
     (out / TABLE).write_text(render_table(scores))
     return {**scores, "n_run": reading.n_run}
