@@ -845,14 +845,13 @@ def test_egoplan_v1_epic_and_ego4d_windows(tmp_path):
     epic, ego, ext = items
     assert (epic.item_id, epic.answer, epic.question) == ("115", 0, EGOPLAN_V1["question"])
     assert epic.videos[0].path == "EPIC-KITCHENS/P01/videos/P01_13.MP4"
-    assert epic.videos[0].start_sec == pytest.approx(36 * 1001 / 60000)
-    assert epic.videos[0].end_sec == pytest.approx(761 * 1001 / 60000)
+    assert (epic.videos[0].start_sec, epic.videos[0].end_sec) == (36 / 60, 761 / 60)  # EPIC-55: 60.0 fps
     assert ext.metadata["fps"] == 50.0 and ext.videos[0].start_sec == pytest.approx(36 / 50)
     # no progress: the clip is the observation frame alone
     assert (ego.videos[0].start_sec, ego.videos[0].end_sec) == (10.0, 301 / 30)
     assert ego.videos[0].path == "Ego4D/v1_288p/000786a7-3f9d-4fe6-bfb3-045b368f7d44.mp4"
-    items, _ = split(egoplan.read(path, exists=None, epic_fps={"P01_13": 25.0}))
-    assert items[0].videos[0].start_sec == 36 / 25
+    items, _ = split(egoplan.read(path, exists=None, epic_fps={"P01_13": 25.0, "P01_101": 25.0}))
+    assert items[0].videos[0].start_sec == 36 / 60 and items[2].videos[0].start_sec == 36 / 25
     present = {f"{tmp_path}/P01/videos/P01_13.MP4"}
     items, failures = split(egoplan.read(path, exists=exists_in(present)))
     assert [i.videos[0].path for i in items] == ["P01/videos/P01_13.MP4"] and reasons(failures) == {
@@ -873,7 +872,7 @@ def test_egoplan_every_failure_reason(tmp_path):
             v(2, golden_choice_idx="E"),
             v(3, answer="open cupboard"),
             v(4, task_progress_metadata=[{}]),
-            v(5, current_observation_frame=10),
+            v(5, current_observation_frame="760"),
             v(6, video_source="YouTube"),
             v(7, video_id="kitchen_13"),
             v(8, current_observation_frame=-1),
@@ -891,7 +890,7 @@ def test_egoplan_every_failure_reason(tmp_path):
         ("row 6 5", "bad time"),
         ("row 7 6", "unknown video source"),
         ("row 8 7", "bad id"),
-        ("row 9 8", "bad time"),
+        ("row 9 8", "negative observation frame"),
         ("row 10", "bad id"),
         ("row 11 10", "empty text"),
     ]
