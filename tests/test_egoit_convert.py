@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.core.firstperson import answer_in_first_person, fix_person, to_first_person
 from pipeline.egoit.convert import (
     TEMPLATES_PATH,
     TemplateError,
@@ -27,7 +28,6 @@ from pipeline.egoit.convert import (
     to_items,
     to_videollama2,
 )
-from pipeline.egoit.firstperson import answer_in_first_person, fix_person, to_first_person
 from pipeline.egoit.labels import egtea_sentence, ssv2_sentence
 from pipeline.egoit.records import SOURCES, SourceRecord, VideoRef
 from tests.conftest import SHARED_REAL, needs_real

@@ -1,10 +1,8 @@
 """Ego4D conventions shared by the datasets built on it (Ego-Exo4D narrations, EgoClip, EgoMCQ, EgoTimeQA,
-QAEgo4D, EgoSchema, EgoPlan): narration tags, the caption rule, and where the ego4d CLI puts videos.
+QAEgo4D, EgoSchema, EgoPlan): Ego-Exo4D's caption rule and where the ego4d CLI puts videos. Ego4D's tagged
+narrations ("#C C picks a bag", "#O man X ...") are read by narration.py (captions and first person).
 
     normalize_text(text)     Ego-Exo4D narration -> caption: "C picks" -> "Camera-wearer picks", "O" -> "a person"
-    caption(raw)             EgoClip narration -> caption: "#C C picks a bag" -> "Camera-wearer picks a bag",
-                             "#O man X hands C a cup" -> "Man X hands the camera-wearer a cup", "#unsure" ->
-                             "something"
     FULL_SCALE, CLIPS        folders (relative to an Ego4D download root) that may hold a full-scale video
                              (ego4d CLI --datasets full_scale) or a canonical clip (--datasets clips), in
                              probing order
@@ -28,8 +26,6 @@ _SUBJECT_WORDS = {"C": "Camera-wearer", "O": "A person"}
 _LEADING_SUBJECT = re.compile(r"^(?:#)?([CO])(?=[\s,.:;]|$)")
 _WHITESPACE = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
-_NARRATION_TAG = re.compile(r"^#\s*[CO](?![\w'])\s*")  # Ego4D's "#C" / "#O" in front of the narration
-_UNSURE = re.compile(r"#\s*unsure\b", re.IGNORECASE)
 
 
 def normalize_text(text: str) -> str:
@@ -44,14 +40,6 @@ def normalize_text(text: str) -> str:
     text = re.sub(r"(?<![\w'])C(?![\w'])", "the camera-wearer", text)
     text = re.sub(r"(?<![\w'])O(?![\w'])", "a person", text)
     return text
-
-
-def caption(raw: str) -> str:
-    """EgoClip narration -> training caption, as Ego-ExoClip's (see the module docstring); "" when nothing is
-    left."""
-    text = _NARRATION_TAG.sub("", clean_text(raw).strip(), count=1)
-    text = normalize_text(_UNSURE.sub("something", text))
-    return text[:1].upper() + text[1:]
 
 
 def ego4d_videos(

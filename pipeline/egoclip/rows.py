@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
-from pipeline.core.ego4d import caption
+from pipeline.core.narration import caption
 from pipeline.core.readers import NOT_UTF8, csv_records, undecodable
 from pipeline.core.text import clean_text
 from pipeline.core.values import MAX_SECONDS, BadRow

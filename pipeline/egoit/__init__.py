@@ -2,7 +2,8 @@
 
     records.py               SourceRecord / EgoITItem: what readers produce and the converter makes of them
     sources/                 one reader per dataset (EGTEA Gaze+, SSv2, EgoTimeQA, OpenEQA, EgoExoLearn)
-    firstperson.py, convert.py, templates.yaml   first-person text, 10 templates per source, conversations
+    labels.py, convert.py, templates.yaml   first-person text (the core's firstperson.py), 10 templates per
+                             source, conversations
     dedup.py, mix.py         near-duplicate removal (sentence embeddings), per-source ratios and caps
     plan.py, samples.py, writer.py   items -> clips of each source video -> samples in the core's shards
     transforms.py, composites.py, build.py, finalize.py   the Beam job, stats + egoit.json

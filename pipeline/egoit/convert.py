@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.egoit.firstperson import answer_in_first_person, fix_person, to_first_person
+from pipeline.core.firstperson import answer_in_first_person, fix_person, to_first_person
 from pipeline.egoit.labels import ActionPhrasing, egtea_sentence, ssv2_sentence
 from pipeline.egoit.records import SOURCES, EgoITItem, SourceRecord, Turn, item_key
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pipeline.egoit.firstperson import fix_person, tidy
-from pipeline.egoit.lexicon import DETERMINERS, PRONOUN_OBJECTS, inflect
+from pipeline.core.firstperson import fix_person, tidy
+from pipeline.core.lexicon import DETERMINERS, PRONOUN_OBJECTS, inflect
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from pipeline.core import fs
-from pipeline.core.ego4d import caption, ego4d_videos
+from pipeline.core.ego4d import ego4d_videos
+from pipeline.core.narration import caption
 from pipeline.core.readers import Exists, locate, per_file, read_json, row_results, split_path
 from pipeline.core.values import MAX_INT, BadRow, seconds, shown, text_field
 from pipeline.egobench.records import BenchItem

@@ -4,7 +4,8 @@
     to_first_person(text)                     fix_person + imperatives get a subject ("Add salt" -> "I add salt")
     answer_in_first_person(answer, question)  "gave it to Person B" for "What did I do ...?" -> "I gave it to ..."
 
-Verb forms and the closed word classes are in lexicon.py; EGTEA and SSv2 labels as sentences in labels.py.
+Verb forms and the closed word classes are in lexicon.py; Ego4D's tagged narrations go to narration.py; EGTEA
+and SSv2 labels as sentences in pipeline/egoit/labels.py, bare action labels in action_labels.py.
 Text is handled as a token list (words, punctuation, whitespace) so that the original spacing survives.
 """
 
@@ -14,7 +15,7 @@ import re
 
 from lemminflect import getAllLemmas
 
-from pipeline.egoit.lexicon import (
+from pipeline.core.lexicon import (
     ACTOR_MENTION,
     ACTOR_NOUNS,
     AUXILIARIES,
@@ -37,6 +38,7 @@ from pipeline.egoit.lexicon import (
     is_base_verb,
     verb_tags,
 )
+from pipeline.core.narration import first_person, is_tagged
 
 _TOKEN = re.compile(r"\s+|\w+(?:['’-]\w+)*|[^\w\s]")
 
@@ -132,7 +134,10 @@ def _make_first_person_verb(toks: list[str], v: int, third_person: bool) -> None
 def fix_person(text: str, *, narration: bool = False) -> str:
     """References to the camera wearer in the second person ("you", "your") or as Ego4D's "C" -> first person,
     verbs agreeing. With `narration` (text that only describes the wearer's own actions) also third-person
-    ones: "The person holds", "he/she holds", "the left hand", "with their right hand". Nothing else changes."""
+    ones: "The person holds", "he/she holds", "the left hand", "with their right hand". Nothing else changes.
+    A tagged Ego4D narration ("#C C picks", "#O man X ...") is narration.first_person's ("" if unusable)."""
+    if is_tagged(text):
+        return first_person(text) or ""
     text = re.sub(r"#unsure\b", "something", text, flags=re.I)
     ego4d = bool(re.search(r"#[CcOo]\b", text))  # Ego4D narration tags: "#C C picks a bag", "#O man X ..."
     text = re.sub(r"#(?:[CcOo]|summary)\b\s*", "", text)
