@@ -50,7 +50,7 @@ from tools.samples.egobench import ANNOTATIONS, ROWS, media_specs
 # The designed outcome per task: (items in shards, {failure reason: count}) -- README of sample_rows.
 EXPECTED = {
     "egoschema": (8, {"video not found": 1}),
-    "qaego4d_open": (5, {"video not found": 1}),
+    "qaego4d_open": (6, {}),
     "qaego4d_closed": (5, {}),
     "egotaskqa_direct": (5, {"video not found": 1}),
     "egotaskqa_indirect": (4, {}),
@@ -134,7 +134,7 @@ def test_every_row_is_in_a_shard_or_reported(egobench_sample, egobench_build):
         assert in_shards[task] == n == stats["items"]["in_shards"][task], task
         assert {r: c for (t, r), c in failed.items() if t == task} == reasons, task
     assert sum(in_shards.values()) + sum(failed.values()) == sum(rows.values())  # each row once
-    assert stats["samples"] == len(docs) == 75
+    assert stats["samples"] == len(docs) == 76
     assert stats["items"]["unaccounted"] == 0 and stats["unaccounted_rows"] == 0
     assert stats["items"]["read"] == {
         t: n + failed[(t, "video: unreadable video")] for t, (n, _) in EXPECTED.items()
@@ -255,7 +255,7 @@ def test_each_clip_shows_exactly_its_window(egobench_sample, egobench_build):
             assert (c["start_frame"], c["end_frame"], c["n_frames"]) == (start, end, end - start), where
             _check_clip(frames, codes[rel], list(range(start, end)), where)
             seen["whole file" if v["start_sec"] < 0 else "window"] += 1
-    assert seen == {"window": 55, "whole file": 34, "images": 10}
+    assert seen == {"window": 56, "whole file": 34, "images": 10}
 
 
 def test_windows_match_their_rows(egobench_sample, egobench_build):
@@ -277,11 +277,13 @@ def test_windows_match_their_rows(egobench_sample, egobench_build):
         round(row["task_start_frame"] / 30),
         round((row["current_observation_frame"] + 1) / 30),
     )
-    # QAEgo4D closed, clip missing: the Ego4D video cut at [video_start_sec, video_end_sec) (5 fps)
+    # QAEgo4D, clip file missing: the Ego4D video cut at the NLQ clip's window from nlq_val.json (5 fps), the
+    # whole clip (never the closed row's video_start_sec..video_end_sec, which is the answer moment)
     closed = json.loads((egobench_sample / "qaego4d/unified/annotations.QaEgo4D_test_close.json").read_text())
     fallback = closed[-1]
-    clip = docs[("qaego4d_closed", fallback["sample_id"])]["clips"][0]
-    assert (clip["start_frame"], clip["end_frame"]) == (round(30.5 * 5), round(75.25 * 5))
+    for task in ("qaego4d_closed", "qaego4d_open"):
+        clip = docs[(task, fallback["sample_id"])]["clips"][0]
+        assert (clip["start_frame"], clip["end_frame"]) == (round(28.5 * 5), round(88.5 * 5))
     assert (
         docs[("qaego4d_closed", closed[0]["sample_id"])]["videos"][0]["start_sec"] == -1.0
     )  # the whole clip
@@ -348,7 +350,7 @@ def test_frames_mode(egobench_sample, tmp_path):
     images."""
     out = tmp_path / "frames"
     stats = build_egobench(egobench_sample, out, "--frames", "4", "--size", "64")
-    assert stats["samples"] == 75 and stats["items"]["unaccounted"] == 0
+    assert stats["samples"] == 76 and stats["items"]["unaccounted"] == 0
     codes, _ = _media(egobench_sample)
     roots = _roots(egobench_sample)
     benchmark = {
@@ -728,6 +730,7 @@ def test_real_sample_rows_are_verbatim_parts_of_the_real_files():
     assert set(ANNOTATIONS) == set(origins) | {
         "qaego4d/annotations.QaEgo4D_test.json",
         "qaego4d/annotations.QaEgo4D_test_close.json",
+        "qaego4d/nlq_val.json",
         "egotaskqa/direct/test_qas.json",
         "egotaskqa/indirect/test_qas.json",
         "egoplan/EgoPlan_validation.json",

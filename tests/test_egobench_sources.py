@@ -369,14 +369,62 @@ def test_qaego4d_open_and_closed_from_the_quoted_record(tmp_path):
     assert [["seven", "three", "five", "nine"][i] for i in order] == list(closed.options)
     docs = check_json(items)
     assert docs[1]["answer_text"] == "seven" and docs[0]["answer_text"] == "seven"
-    # the clip is missing: the closed record's Ego4D window is the fallback
-    present = {f"{tmp_path}/v2/full_scale/53da674a-089d-428a-a719-e322b2de002b.mp4"}
-    items, failures = split(qaego4d.read(unified, tmp_path, exists=exists_in(present)))
-    assert [i.task for i in items] == ["qaego4d_closed"] and reasons(failures) == {"video not found": 1}
-    assert (items[0].videos[0].start_sec, items[0].videos[0].end_sec) == (
-        2624.7746333333334,
-        2667.6566133333336,
-    )
+    # the closed record's video_start_sec / video_end_sec are the ANSWER MOMENT (42.9 s), never the clip shown
+    moment = QAEGO4D_CLOSE["video_end_sec"] - QAEGO4D_CLOSE["video_start_sec"]
+    assert moment == pytest.approx((1729.8984 - 443.439) / 30) == pytest.approx(42.88, abs=0.01)
+    assert closed.videos[0] == open_item.videos[0] and closed.videos[0].start_sec is None  # the whole clip
+    assert closed.metadata["moment_end_sec"] - closed.metadata["moment_start_sec"] == pytest.approx(moment)
+
+
+def nlq_annotations(
+    path: Path, clip_start: float, clip_end: float, video_uid: str = QAEGO4D_CLOSE["video_uid"]
+):
+    """Ego4D's nlq_val.json shape with one clip: the quoted record's NLQ clip. Its bounds are constructed here
+    (the real nlq_val.json is not public in shared/): the start the record implies (video_start_sec -
+    moment_start_frame / 30), the length of a canonical 8-minute Ego4D clip."""
+    clip = {"clip_uid": QAEGO4D_CLOSE["video_id"], "video_start_sec": clip_start, "video_end_sec": clip_end}
+    return write_json(path, {"videos": [{"video_uid": video_uid, "clips": [clip]}]})
+
+
+def test_qaego4d_quoted_record_shows_the_whole_nlq_clip_from_the_full_video(tmp_path):
+    """The record quoted in GroundVQA issue 7 (SOURCES.md section 7), with only the full-scale video on disk:
+    the cut is the NLQ clip's window (480 s), not the record's 42.9 s answer moment."""
+    unified = tmp_path / "unified"
+    write_json(unified / "annotations.QaEgo4D_test.json", [QAEGO4D_OPEN])
+    write_json(unified / "annotations.QaEgo4D_test_close.json", [QAEGO4D_CLOSE])
+    video = f"{tmp_path}/v2/full_scale/{QAEGO4D_CLOSE['video_uid']}.mp4"
+    # no clip file and no NLQ annotations: the clip's length is unknown, so nothing is cut
+    items, failures = split(qaego4d.read(unified, tmp_path, exists=exists_in({video})))
+    assert not items and reasons(failures) == {"video not found": 2}
+    start = QAEGO4D_CLOSE["video_start_sec"] - 443.439 / 30
+    nlq_annotations(tmp_path / "v2/annotations/nlq_val.json", start, start + 480.0)
+    items, failures = split(qaego4d.read(unified, tmp_path, exists=exists_in({video})))
+    assert not failures and [i.task for i in items] == ["qaego4d_open", "qaego4d_closed"]
+    for item in items:
+        v = item.videos[0]
+        assert v.path == f"v2/full_scale/{QAEGO4D_CLOSE['video_uid']}.mp4"
+        assert (v.start_sec, v.end_sec) == pytest.approx((2609.9933, 3089.9933), abs=1e-3)
+        assert v.end_sec - v.start_sec == pytest.approx(480.0)  # the NLQ clip's length, not 42.9 s
+        meta = item.metadata
+        assert (meta["source_start_sec"], meta["source_end_sec"]) == (v.start_sec, v.end_sec)
+        assert meta["video_uid"] == QAEGO4D_CLOSE["video_uid"]  # the open row has none: the NLQ file's
+        # the answer moment, kept as metadata only: clip seconds, = the record's full-video window
+        assert v.start_sec + meta["moment_start_sec"] == pytest.approx(QAEGO4D_CLOSE["video_start_sec"])
+        assert v.start_sec + meta["moment_end_sec"] == pytest.approx(QAEGO4D_CLOSE["video_end_sec"])
+    # the clip file, when present, wins (the whole canonical clip)
+    clip = f"{tmp_path}/v2/clips/{QAEGO4D_CLOSE['video_id']}.mp4"
+    items, _ = split(qaego4d.read(unified, tmp_path, exists=exists_in({video, clip})))
+    assert {(i.videos[0].path, i.videos[0].start_sec) for i in items} == {
+        (clip[len(str(tmp_path)) + 1 :], None)
+    }
+    # NLQ annotations that put the clip elsewhere than the closed row implies: "clip mismatch"
+    nlq = nlq_annotations(tmp_path / "other" / "nlq_val.json", start + 5.0, start + 485.0)
+    items, failures = split(qaego4d.read(unified, tmp_path, exists=exists_in({video}), nlq=nlq))
+    assert [i.task for i in items] == ["qaego4d_open"] and reasons(failures) == {"clip mismatch": 1}
+    # a broken NLQ file is one failure; the rows still read (without the full-video fallback)
+    bad = write_json(tmp_path / "bad" / "nlq_val.json", {"videos": [{"clips": [{}]}]})
+    items, failures = split(qaego4d.read(unified, tmp_path, exists=None, nlq=[bad]))
+    assert len(items) == 2 and reasons(failures) == {"bad file": 1}
 
 
 def test_qaego4d_option_order_is_deterministic_per_item_and_seed(tmp_path):
@@ -471,15 +519,18 @@ def test_egotaskqa_direct_and_indirect_options_and_videos(tmp_path):
         ("egotaskqa_indirect", str(n)) for n in (9, 10, 11)
     ]
     plate, yes, pan, opened, no = items[:5]
-    assert (
-        plate.options == ("on top of pan", "on top of plate")
-        and plate.options[plate.answer] == "on top of plate"
-    )
-    assert plate.metadata["answer_group"] == "open:object" and pan.answer == 0
-    assert yes.options == ("yes", "no") and yes.answer == 0 and no.answer == 1
-    # "state" has a single open answer in direct/: all the file's open answers are the options
-    assert opened.metadata["answer_group"] == "open:*"
-    assert opened.options == ("on top of pan", "on top of plate", "open")
+    # open answer over the vocabulary: no train_qas.json here, so the file's own answers, lower case, sorted
+    vocab = ("no", "on top of pan", "on top of plate", "open", "yes")
+    assert all(i.options == vocab for i in items[:5])
+    assert [i.options[i.answer] for i in items[:5]] == [
+        "on top of plate",
+        "yes",
+        "on top of pan",
+        "open",
+        "no",
+    ]
+    assert {i.metadata["answer_group"] for i in items} == {"no_train_file"}
+    assert items[5].options == ("closed", "no", "open")  # indirect/ has its own vocabulary
     video = plate.videos[0]
     assert video.path == "27k-22-11-2/fpv1" and len(video.frames) == egotaskqa.DEFAULT_FRAMES
     assert (
@@ -496,6 +547,36 @@ def test_egotaskqa_direct_and_indirect_options_and_videos(tmp_path):
     clip = f"{tmp_path}/{INTERVAL}.mp4"
     items, _ = split(egotaskqa.read(tmp_path / "direct", exists=exists_in({clip, frames})))
     assert {i.videos[0].path for i in items} == {f"{INTERVAL}.mp4"} and len(items) == 5
+
+
+def test_egotaskqa_many_answers_every_question_is_an_item(tmp_path):
+    """A direct/indirect test file in the original's record format with 40 distinct answers (more than the 26
+    letters of a choice prompt) and a train file beside it: every question is an item, its options the train
+    vocabulary (the baselines' answer set) + the file's answers; answer_group says which the train one holds."""
+    nouns = [f"object {n:02d}" for n in range(40)]
+    train = [taskqa(100 + i, noun.upper()) for i, noun in enumerate(nouns[:30])] + [taskqa(200, "yes")]
+    write_json(tmp_path / "direct" / "train_qas.json", train)
+    test = [taskqa(i, noun, ["object", "state"][i % 2]) for i, noun in enumerate(nouns)] + [taskqa(50, "no")]
+    write_json(tmp_path / "direct" / "test_qas.json", test)
+    items, failures = split(egotaskqa.read(tmp_path / "direct", exists=None))
+    assert not failures and len(items) == len(test) == 41
+    vocab = tuple(sorted([*nouns, "yes", "no"]))
+    assert all(i.options == vocab for i in items) and len(vocab) == 42 > 26
+    assert [i.options[i.answer] for i in items] == [*nouns, "no"]
+    groups = Counter(i.metadata["answer_group"] for i in items)
+    assert groups == {"in_train": 30, "not_in_train": 11}  # 10 nouns and "no" are not train answers
+    docs = check_json(items)
+    assert docs[0]["metric"] == "choice" and len(docs[0]["options"]) == 42 and docs[-1]["answer_text"] == "no"
+    # the baselines keep the ANSWER_TOP most frequent train answers
+    assert egotaskqa.ANSWER_TOP == 4000
+    assert egotaskqa.train_vocabulary(str(tmp_path / "direct" / "train_qas.json")) == sorted(
+        [*nouns[:30], "yes"]
+    )
+    # an unreadable train file: one failure, and the file's own answers as the vocabulary
+    (tmp_path / "direct" / "train_qas.json").write_text("[{")
+    items, failures = split(egotaskqa.read(tmp_path / "direct", exists=None))
+    assert len(items) == 41 and reasons(failures) == {"unreadable file": 1}
+    assert {i.metadata["answer_group"] for i in items} == {"no_train_file"}
 
 
 def test_egotaskqa_every_failure_reason(tmp_path):
@@ -521,8 +602,10 @@ def test_egotaskqa_every_failure_reason(tmp_path):
         ("row 6 5", "schema violation"),
         ("row 7 6.0", "bad id"),
     ]
-    lonely = write_json(tmp_path / "indirect" / "test_qas.json", [taskqa(1, "only answer")])
-    assert reasons(split(egotaskqa.read(lonely, exists=None))[1]) == {"too few options": 1}
+    lonely = write_json(
+        tmp_path / "indirect" / "test_qas.json", [taskqa(1, "only answer"), taskqa(2, "Only answer")]
+    )
+    assert reasons(split(egotaskqa.read(lonely, exists=None))[1]) == {"too few options": 2}
     stray = write_json(tmp_path / "elsewhere" / "test_qas.json", [taskqa(1, "no")])
     assert reasons(split(egotaskqa.read(stray, exists=None))[1]) == {"unknown split type": 1}
 

@@ -46,10 +46,9 @@ META_FIELDS: dict[str, tuple[str, object]] = {
     "semantic": ("str", ""),
     "structural": ("str", ""),
     "reasoning_type": ("str", ""),
-    "answer_group": (
-        "str",
-        "",
-    ),  # egotaskqa original: "binary" or "open:<semantic>" (where options come from)
+    # egotaskqa original: in_train | not_in_train | no_train_file (whether the baselines' train vocabulary
+    # holds the answer; the options are the vocabulary)
+    "answer_group": ("str", ""),
     "length_sec": ("float", -1.0),  # charades_ego
     "n_actions": ("int", -1),  # charades_ego: annotated actions (0: no positive class)
     "participant_id": ("str", ""),  # epic_mir

@@ -15,6 +15,7 @@ present.
     OUT/egoschema/v2/full_scale/<video_uid>.mp4   Ego4D videos the 180 s windows are cut from, 2 fps
     OUT/qaego4d/unified/annotations.QaEgo4D_test{,_close}.json
     OUT/qaego4d/ego4d/v2/{clips,full_scale}/<uid>.mp4          NLQ clips (whole), an Ego4D video (fallback)
+    OUT/qaego4d/ego4d/v2/annotations/nlq_val.json  Ego4D NLQ clip windows (the fallback's clip, cut whole)
     OUT/egotaskqa/{direct,indirect}/test_qas.json, OUT/egotaskqa_mcq/egotaskqa.json
     OUT/egotaskqa/videos/<interval>.mp4           a pre-cut interval clip ('|' in the name, as shipped)
     OUT/egotaskqa/videos/<video>/fpv<N>/img_<k+1:05d>.jpg   LEMMA RGB frames (JPEG), frame k stamped k
@@ -30,7 +31,7 @@ Every video (and frame folder) carries its own framecode stamp code (1.. by path
 stamped j (a LEMMA frame img_<k+1>.jpg: k), so a test can say which file and which frame any output clip
 shows. Long windows are real (EgoSchema's 180 s, an EgoPlan window at 1628-1715 s): those videos are long,
 tiny and at 1-2 fps, which keeps the whole generation to seconds. Designed failures, each costing only its own
-items: a missing video in EgoSchema, QAEgo4D (open), EgoTaskQA (direct, MCQ), Charades-Ego, EPIC, EgoPlan,
+items: a missing video in EgoSchema, EgoTaskQA (direct, MCQ), Charades-Ego, EPIC, EgoPlan,
 VLN-QA and EgoMCQ (one of an item's 5 clips); a truncated video in VLN-QA and EgoMCQ; an EgoPlan v1 row whose
 answer text is not its golden choice. Encodes are single-threaded and bit-exact: two runs give identical
 bytes.
@@ -77,6 +78,7 @@ ANNOTATIONS = {
     "egoschema/uid_to_ego4d.json": "egoschema/uid_to_ego4d.json",
     "qaego4d/annotations.QaEgo4D_test.json": "qaego4d/unified/annotations.QaEgo4D_test.json",
     "qaego4d/annotations.QaEgo4D_test_close.json": "qaego4d/unified/annotations.QaEgo4D_test_close.json",
+    "qaego4d/nlq_val.json": "qaego4d/ego4d/v2/annotations/nlq_val.json",
     "egotaskqa/direct/test_qas.json": "egotaskqa/direct/test_qas.json",
     "egotaskqa/indirect/test_qas.json": "egotaskqa/indirect/test_qas.json",
     "egotaskqa_mcq/egotaskqa.json": "egotaskqa_mcq/egotaskqa.json",
@@ -123,7 +125,7 @@ EGOSCHEMA_CLIPS = (
     "00ea715e-2816-460e-b503-97b8ec760bf2",
 )
 EGOSCHEMA_NO_VIDEO = ("00f93e1e-cf4e-4835-88b4-4ad68216e86f",)  # neither a clip nor its Ego4D video
-QAEGO4D_NO_CLIP = ("5809554b-f5cd-52f9-8d81-4d51cd5623a8",)  # no clip: open fails, closed falls back
+QAEGO4D_NO_CLIP = ("5809554b-f5cd-52f9-8d81-4d51cd5623a8",)  # no clip file: cut from the video (nlq_val.json)
 EGOTASKQA_MP4 = (
     "27k-22-11-2|P1|4546|4986",
 )  # a pre-cut clip; every other interval is LEMMA frames or missing
@@ -194,7 +196,8 @@ def _qaego4d() -> list[MediaSpec]:
                 f"qaego4d/ego4d/v2/clips/{clip}.mp4", _seconds_to_frames(end, 5), 128, 72, 5, state=state
             )
         )
-    fallback = {r["video_uid"]: r["video_end_sec"] for r in closed if r["video_id"] in QAEGO4D_NO_CLIP}
+    nlq = json.loads(_text("qaego4d/nlq_val.json"))["videos"]
+    fallback = {v["video_uid"]: max(c["video_end_sec"] for c in v["clips"]) for v in nlq}
     specs += [
         MediaSpec(f"qaego4d/ego4d/v2/full_scale/{uid}.mp4", _seconds_to_frames(end, 5), 128, 72, 5)
         for uid, end in fallback.items()

@@ -1,13 +1,16 @@
-"""EgoTaskQA -> choice items over LEMMA first-person intervals.
+"""EgoTaskQA -> items over LEMMA first-person intervals.
 
 Two readers:
-- `read`: the original direct / indirect splits ({split}_qas.json). Their answers are single words or phrases
-  (the baselines classify over the answer vocabulary) or yes/no. Posed as choice: a yes/no question gets the
-  options ("yes", "no"); an open one gets the sorted distinct open answers of the same file and the same
-  `semantic` type (object, action, state, change, ...), i.e. the vocabulary of its kind, which always holds
-  the answer (all the file's open answers when its kind has a single one). `answer_group` in the metadata says
-  which: "binary", "open:<semantic>" or "open:*". This posing is this project's choice: the original protocol
-  classifies over the training answer vocabulary, and no MLLM protocol for these splits was published.
+- `read`: the original direct / indirect splits ({split}_qas.json), posed as the original: OPEN answer over the
+  answer vocabulary. The baselines (Buzz-Beater/EgoTaskQA baselines/: preprocess_vocab.py, train_*.py) build
+  one answer vocabulary per split type from train_qas.json (the ANSWER_TOP = 4000 most frequent answers, lower
+  case; yes/no among them) and classify every question over it (argmax), whatever its kind. Here every item's
+  options are that vocabulary (sorted) plus the evaluated file's own answers (lower case), so no question is
+  dropped and the answer is always a candidate; `answer_group` says whether the original's classifier could
+  name it ("in_train"), could not ("not_in_train": its answer is not in the train vocabulary, the original
+  scores it wrong), or no train_qas.json was found beside the file ("no_train_file": the vocabulary is the
+  file's own answers). The evaluator ranks all candidates and matches a generated answer exactly
+  (exo2ego_model/eval: OPEN_VOCABULARY), never as a lettered choice.
 - `read_mcq`: the third-party 5-way MCQ variant (EgoThinker's lmms-eval egotaskqa.json), no direct/indirect
   flag.
 """
@@ -16,11 +19,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 from pipeline.core import fs
 from pipeline.core.readers import (
     Exists,
+    SourceFileError,
     failure,
     json_rows,
     locate,
@@ -34,12 +39,12 @@ from pipeline.core.readers import (
 from pipeline.core.records import VideoRef
 from pipeline.core.text import clean_text
 from pipeline.core.values import MAX_INT, BadRow, decimal, safe_name, shown, text_field, text_list
-from pipeline.egobench.records import BenchItem
+from pipeline.egobench.records import BenchItem, RecordFailure
 from pipeline.egobench.sources.common import Result, check_id, choice_index, first_of_id, nonempty
 
 SOURCE, SOURCE_MCQ = "egotaskqa", "egotaskqa_mcq"
 MCQ_FILE = "egotaskqa.json"
-BINARY = ("yes", "no")
+ANSWER_TOP = 4000  # the baselines' answer vocabulary: the most frequent train answers (preprocess_vocab.py)
 DEFAULT_FRAMES = 16
 INTERVAL = re.compile(r"(?P<video>[A-Za-z0-9_-]+)\|(?:P|fpv)(?P<view>\d)\|(?P<start>\d+)\|(?P<end>\d+)")
 
@@ -51,14 +56,16 @@ _VIDEOS = """\
   interval = "<LEMMA video>|<P1|P2 or fpv1|fpv2>|<start>|<end>", LEMMA frame indices, [start, end), 0-based
 """
 LAYOUT = f"""\
-EgoTaskQA (`egotaskqa` -> tasks egotaskqa_direct, egotaskqa_indirect; choice)
+EgoTaskQA (`egotaskqa` -> tasks egotaskqa_direct, egotaskqa_indirect; open answer over the vocabulary)
   annotations: the folder holding direct/ and indirect/ (the release's data/qa, the baselines' $SAVE_BASE),
                or one of them, or one file (its folder names the task):
     <direct|indirect>/<split>_qas.json   split = test (default), val or train:
       [{{question, answer, interval, question_id, type [..], category [..], semantic, structural,
         reasoning_type, ...}}]
-  options: ("yes", "no") for yes/no answers, else the sorted open answers of the file with the same semantic
-           (all the file's open answers when that kind has only one); metadata answer_group says which
+  options: the answer vocabulary, sorted, lower case: the 4000 most frequent answers of <direct|indirect>/
+           train_qas.json beside the file (the baselines' vocabulary) + the file's own answers; every question
+           is an item, whatever the vocabulary's size; metadata answer_group: in_train | not_in_train (the
+           original's classifier cannot name it) | no_train_file (vocabulary = the file's answers)
 {_VIDEOS}"""
 LAYOUT_MCQ = f"""\
 EgoTaskQA MCQ variant (`egotaskqa_mcq` -> task egotaskqa_mcq, 5-way choice)
@@ -92,15 +99,34 @@ def interval_video(interval: str, n_frames: int) -> tuple[list[VideoRef], dict]:
     return candidates, meta
 
 
-def _original_rows(path: str, task: str, split: str, root: str, exists: Exists, n_frames: int) -> Result:
-    rows = read_json(path, list)
-    vocab: dict[str, set[str]] = {"*": set()}  # semantic -> the file's open answers of that kind; "*": all
+def answer_key(answer: str) -> str:
+    """An answer as the vocabulary holds it: clean text, lower case (preprocess_vocab.py lower-cases)."""
+    return " ".join(clean_text(answer, newlines=True).split()).lower()
+
+
+def _answers(rows: list) -> list[str]:
+    """The rows' usable answers, as written."""
+    out = []
     for row in rows:
         answer = row.get("answer") if isinstance(row, dict) and undecodable(row) is None else None
-        answer = clean_text(answer, newlines=True) if isinstance(answer, str) else ""
-        if answer.strip() and answer.strip().lower() not in BINARY:
-            vocab.setdefault(_semantic(row), set()).add(answer)
-            vocab["*"].add(answer)
+        if isinstance(answer, str) and answer_key(answer):
+            out.append(answer)
+    return out
+
+
+def train_vocabulary(path: str) -> list[str]:
+    """The baselines' answer vocabulary of a train_qas.json: its ANSWER_TOP most frequent answers, lower case."""
+    counts = Counter(_answers(read_json(path, list)))
+    return sorted({answer_key(a) for a, _ in counts.most_common(ANSWER_TOP)})
+
+
+def _original_rows(
+    path: str, task: str, split: str, root: str, exists: Exists, n_frames: int, train: list[str] | None
+) -> Result:
+    rows = read_json(path, list)
+    own = {answer_key(a) for a in _answers(rows)}
+    known = set(train or ())
+    options = tuple(sorted(known | own))
     seen: set = set()
 
     def build(number: int, row) -> BenchItem:
@@ -109,13 +135,10 @@ def _original_rows(path: str, task: str, split: str, root: str, exists: Exists, 
         ident = row.get("question_id")
         ident = check_id(ident, "question_id") if ident is not None else f"row{number:05d}"
         candidates, meta = interval_video(text_field(row, "interval", clean=False), n_frames)
-        if answer.strip().lower() in BINARY:
-            group, options, answer = "binary", BINARY, answer.strip().lower()
-        else:  # the answers of the same kind; all open answers when the kind has only one
-            kind = _semantic(row) if len(vocab[_semantic(row)]) >= 2 else "*"
-            group, options = f"open:{kind}", tuple(sorted(vocab[kind]))
+        key = answer_key(answer)
+        group = "no_train_file" if train is None else "in_train" if key in known else "not_in_train"
         if len(options) < 2:
-            raise BadRow("too few options", f"the file has no other open answer than {shown(answer)}")
+            raise BadRow("too few options", f"the vocabulary has no other answer than {shown(answer)}")
         meta.update(
             split=split,
             question_type=text_list(row, "type"),
@@ -135,7 +158,7 @@ def _original_rows(path: str, task: str, split: str, root: str, exists: Exists, 
             videos=(locate(root, candidates, exists),),
             question=question,
             options=options,
-            answer=options.index(answer),
+            answer=options.index(key),
             metadata=meta,
         )
         return first_of_id(item, seen)
@@ -143,9 +166,15 @@ def _original_rows(path: str, task: str, split: str, root: str, exists: Exists, 
     yield from row_results(SOURCE, path, enumerate(rows, start=1), build, lambda row: row.get("question_id"))
 
 
-def _semantic(row: dict) -> str:
-    semantic = row.get("semantic")
-    return clean_text(semantic) if isinstance(semantic, str) else ""
+def _train(file: str) -> tuple[list[str] | None, list[RecordFailure]]:
+    """The train vocabulary beside `file` (None when there is no train_qas.json, or it is unreadable)."""
+    path = os.path.join(os.path.dirname(file), "train_qas.json")
+    if not fs.is_file(path):
+        return None, []
+    try:
+        return train_vocabulary(path), []
+    except SourceFileError as e:
+        return None, [failure(SOURCE, path, "", e.reason, e.detail)]
 
 
 def read(
@@ -178,10 +207,14 @@ def read(
                 SOURCE, file, "", "unknown split type", f"{file} is not in a direct/ or indirect/ folder"
             )
             continue
+        train, bad = _train(file)
+        yield from bad
         yield from per_file(
             SOURCE,
             file,
-            lambda f=file, k=kind: _original_rows(f, f"egotaskqa_{k}", split, root, exists, n_frames),
+            lambda f=file, k=kind, t=train: _original_rows(
+                f, f"egotaskqa_{k}", split, root, exists, n_frames, t
+            ),
         )
 
 
