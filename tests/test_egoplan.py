@@ -296,3 +296,24 @@ def test_evaluation_predicts_unanswered_items_and_writes_the_submission(tmp_path
     preds = {r["id"]: r for r in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
     assert preds["test_0"]["answer_index"] is None and preds["test_0"]["status"] == "ok"
     assert Path(out / "scores.json").exists()
+
+
+def test_frames_mode_stores_the_last_frame_last(tmp_path):
+    """The build's frames mode (core extract_clips) with `last`: the window's last frame (EgoPlan's observation)
+    is the last stored frame, as the stamps of a generated video say; the evaluator's rule is the same."""
+    from pipeline.core.clips import ClipFormat, ClipRequest, extract_clips, read_frames, sample_frame_indices
+    from pipeline.core.framecode import decode_frame
+    from tools.samples.stamped_video import write_stamped_video
+
+    path = tmp_path / "v.mp4"
+    write_stamped_video(path, 3, 40, 64, 48, audio=False)
+    reqs = [ClipRequest("w0-25", 0, 25, True), ClipRequest("w30-31", 30, 31, True), ClipRequest("u", 0, 25)]
+    fmt = ClipFormat(kind="frames", n_frames=4, size=48)
+    clips = list(extract_clips(str(path), reqs, fmt, workdir=str(tmp_path / "work")))
+    stamps = [[decode_frame(read_frames(j)[0])[1] for j in c.frames] for c in clips]
+    assert stamps == [[4, 12, 20, 24], [30, 30, 30, 30], [3, 9, 15, 21]]
+    for req, clip in zip(reqs, clips, strict=True):
+        want = sample_frame_indices(req.start_frame, req.end_frame, 4, req.last)
+        assert list(clip.source_frames) == want
+        if req.last:
+            assert want == [req.start_frame + i for i in last_indices(req.end_frame - req.start_frame, 4)]

@@ -16,8 +16,12 @@ import torch
 
 from pipeline.datasets import EGOBENCH_TASKS as TASKS
 
+# tasks whose question is about the clip's last frame (EgoPlan: "my current observation in the last frame"): it
+# is always the last frame the model is shown (video.last_indices; the build's frames mode stores it last)
+from pipeline.egobench.records import LAST_FRAME_TASKS
+
 from .bench_io import ItemError, SentenceSet, clips_of, digest_of
-from .choice import parse_choice
+from .choice import OPEN_VOCABULARY, match_answer, parse_choice
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_CONFIG = REPO / "configs" / "smoke" / "run.yaml"
@@ -40,11 +44,8 @@ PROMPTS = {
 }
 PROMPTS_DIGEST = hashlib.sha256(json.dumps(PROMPTS, sort_keys=True).encode()).hexdigest()[:16]
 # choice tasks: which protocol the table (and scores.json "accuracy") reports; the other is in scores.json too
-REPORTED = {"egoplan": "ranking"}
+REPORTED = {"egoplan": "ranking"} | dict.fromkeys(OPEN_VOCABULARY, "ranking")  # EgoTaskQA: as its baselines
 DEFAULT_REPORTED = "generation"
-# tasks whose question is about the clip's last frame (EgoPlan: "my current observation in the last frame"): it
-# is always the last frame the model is shown (video.last_indices)
-LAST_FRAME_TASKS = ("egoplan",)
 
 
 # An exception inside the model on one item: recorded like bad input, but retried by a rerun (not "done"), and
@@ -218,6 +219,8 @@ class Runner:
         return rec
 
     def _choice(self, doc, clips, question, rec):
+        if doc["task"] in OPEN_VOCABULARY:
+            return self._open_vocabulary(doc, clips, question, rec)
         options = _options(doc)
         answer = _answer_index(doc, len(options))
         if not question.strip():
@@ -238,6 +241,32 @@ class Runner:
             option_scores=scores,
             pred_ranking=int(np.argmax(scores)),
             answer_index=answer,
+        )
+
+    def _open_vocabulary(self, doc, clips, question, rec):
+        """Open answer over the answer vocabulary (the options, any number): (a) the greedy reply to the open
+        prompt, matched exactly to a vocabulary entry (choice.match_answer), and (b) every entry scored as the
+        answer to that prompt, argmax (the baselines' classification over the vocabulary)."""
+        vocab = _options(doc, hi=None)
+        answer = _answer_index(doc, len(vocab))
+        if not question.strip():
+            raise ItemError("empty question")
+        video = self.video(clips, 0, 1)
+        prompt = PROMPTS["open"].format(question=question)
+        reply = self._generate(video, prompt)
+        order = np.argsort(-np.asarray(self._score(video, prompt, vocab, rec)), kind="stable")
+        rec.update(
+            prompt_generation=prompt,
+            prompt_ranking=prompt,
+            n_options=len(vocab),
+            options_digest=digest_of(vocab),
+            reply=reply,
+            pred_generation=match_answer(reply, vocab),
+            pred_ranking=int(order[0]),
+            top5=[vocab[i] for i in order[:5]],
+            answer_index=answer,
+            answer_rank=None if answer is None else int(np.flatnonzero(order == answer)[0]) + 1,
+            answer_group=(doc.get("metadata") or {}).get("answer_group", ""),
         )
 
     def _open(self, doc, clips, question, rec):

@@ -19,7 +19,7 @@ from pipeline.core.failures import FailureRecord
 from pipeline.core.planning import add_json, fingerprint_start
 from pipeline.core.records import SourceVideo
 from pipeline.core.shards import KEY_RE, MAX_TAR_NAME
-from pipeline.egobench.records import BenchItem, RecordFailure
+from pipeline.egobench.records import LAST_FRAME_TASKS, BenchItem, RecordFailure
 from pipeline.egobench.records_json import item_json
 
 __all__ = [
@@ -231,6 +231,8 @@ def fingerprint(
     hold windows of several shards), so those windows (staged_windows: source key -> windows) are part of
     it."""
     h = fingerprint_start(content_options, FORMAT_VERSION)
+    if any(p.item.task in LAST_FRAME_TASKS for g in groups for p in g.items):
+        add_json(h, ["frames mode: the last frame sampled last"])  # writer.py (EgoPlan since issue 17)
     for g in groups:
         for s in g.sources:
             # paths relative to the benchmark's video root: a download moved elsewhere keeps its shards

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.core.records import RecordFailure, VideoRef
 
-__all__ = ["METRICS", "TASKS", "BenchItem", "RecordFailure", "VideoRef"]
+__all__ = ["LAST_FRAME_TASKS", "METRICS", "TASKS", "BenchItem", "RecordFailure", "VideoRef"]
 
 # task -> metric kind. "choice": one correct option among `options` (accuracy; generation + parse_choice, or
 # option ranking by LM loss); "open": free-text answer (exact match, ROUGE-L, METEOR, sentence similarity);
@@ -37,6 +37,10 @@ TASKS: dict[str, str] = {
     "egomcq": "video_choice",
 }
 METRICS = ("choice", "open", "multilabel", "retrieval", "video_choice")
+# tasks whose question is about the clip's last frame (EgoPlan: "my current observation in the last frame"):
+# frames mode samples it last (pipeline.core.clips.sample_frame_indices last=True), as the evaluator does
+# (exo2ego_model/eval/protocol.py LAST_FRAME_TASKS)
+LAST_FRAME_TASKS = ("egoplan",)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ One sample per item, in the shards of its task (``egobench-<task>-NNNNNN.tar``):
 ``end_frame`` ([start, end) source frames, or image indices into ``videos[k].frames`` for an image sequence),
 ``fps`` (the source's rate; the rate given to an image sequence) and ``n_frames`` (frames stored: end - start
 for an mp4, N in frames mode, sampled uniformly over [start, end) as
-pipeline.core.clips.sample_frame_indices). The key is the item id made tar-safe
+pipeline.core.clips.sample_frame_indices; for EgoPlan (records.LAST_FRAME_TASKS) with `last`: the window's last
+frame, the observation, is the last one). The key is the item id made tar-safe
 (pipeline.egobench.plan.sample_key); ``id`` in the json is the item id.
 """
 

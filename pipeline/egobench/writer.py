@@ -37,6 +37,7 @@ from pipeline.core.writer import (
 )
 from pipeline.egobench import samples as S
 from pipeline.egobench.plan import BenchFailure, DecodeGroup, ShardPlan, VideoSource
+from pipeline.egobench.records import LAST_FRAME_TASKS
 
 SHARD_PREFIX = "egobench"
 STAGING = "_staging"
@@ -57,8 +58,9 @@ class OutputFormat:
         return self.clip.content_options()
 
 
-def _source_clips(source_id: str, s: VideoSource, windows) -> SourceClips:
-    requests = tuple(ClipRequest(f"w{a}-{b}", a, b) for a, b in sorted(set(windows)))
+def _source_clips(source_id: str, s: VideoSource, windows, last: bool = False) -> SourceClips:
+    """last: frames mode samples each window's last frame last (the windows of a LAST_FRAME_TASKS task)."""
+    requests = tuple(ClipRequest(f"w{a}-{b}", a, b, last) for a, b in sorted(set(windows)))
     v = s.video
     info = VideoInfo(v.n_frames, v.fps, v.fps_fraction, v.width, v.height, v.codec)
     return SourceClips(source_id, s.location, requests, info, s.images, v.fps)
@@ -76,6 +78,8 @@ def group_sources(group: DecodeGroup) -> list[SourceClips]:
             ids[s.key],
             s,
             [(c.start_frame, c.end_frame) for p in group.items for c in p.clips if c.source.key == s.key],
+            # a group is one task's (plan.py): a window is either a last-frame task's or not
+            any(p.item.task in LAST_FRAME_TASKS for p in group.items),
         )
         for s in group.sources
     ]

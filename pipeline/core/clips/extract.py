@@ -56,6 +56,7 @@ class ClipRequest:
     clip_id: str
     start_frame: int  # inclusive source frame index
     end_frame: int  # exclusive
+    last: bool = False  # frames mode: the window's last frame is sampled last (plan.sample_frame_indices)
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ def _kept(requests, files: dict, fmt: ClipFormat, tmp: str, keep_dir: str) -> It
             key = (r.start_frame, r.end_frame)
             clips.append(Clip(r.clip_id, "mp4", paths=(keep(key),), source_frames=tuple(range(*key))))
         else:
-            idx = plan.sample_frame_indices(r.start_frame, r.end_frame, fmt.n_frames)
+            idx = plan.sample_frame_indices(r.start_frame, r.end_frame, fmt.n_frames, r.last)
             clips.append(Clip(r.clip_id, "frames", paths=tuple(map(keep, idx)), source_frames=tuple(idx)))
     shutil.rmtree(tmp, ignore_errors=True)
     return iter(clips)
@@ -292,7 +293,11 @@ def _yield_mp4(requests, files: dict, tmp: str) -> Iterator[Clip]:
 
 def _run_frames(src, requests, fmt: ClipFormat, info: VideoInfo, tmp: str, timeout_s: float) -> dict:
     needed = sorted(
-        {i for r in requests for i in plan.sample_frame_indices(r.start_frame, r.end_frame, fmt.n_frames)}
+        {
+            i
+            for r in requests
+            for i in plan.sample_frame_indices(r.start_frame, r.end_frame, fmt.n_frames, r.last)
+        }
     )
     out_w, out_h = plan.scaled_size(info.width, info.height, fmt.size)
     args = [
@@ -324,7 +329,7 @@ def _run_frames(src, requests, fmt: ClipFormat, info: VideoInfo, tmp: str, timeo
 def _yield_frames(requests, files: dict, fmt: ClipFormat, tmp: str) -> Iterator[Clip]:
     try:
         for r in requests:
-            idx = plan.sample_frame_indices(r.start_frame, r.end_frame, fmt.n_frames)
+            idx = plan.sample_frame_indices(r.start_frame, r.end_frame, fmt.n_frames, r.last)
             jpegs = []
             for i in idx:
                 with open(files[i], "rb") as f:

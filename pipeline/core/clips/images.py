@@ -76,7 +76,7 @@ def extract_image_clip(
     if fmt.kind == "mp4":
         chosen = list(range(request.start_frame, request.end_frame))
     else:
-        chosen = plan.sample_frame_indices(request.start_frame, request.end_frame, fmt.n_frames)
+        chosen = plan.sample_frame_indices(request.start_frame, request.end_frame, fmt.n_frames, request.last)
     unique = sorted(set(chosen))
     os.makedirs(keep_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="images-", dir=workdir)

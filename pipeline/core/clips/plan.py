@@ -11,14 +11,20 @@ from collections.abc import Iterable, Sequence
 Window = tuple[int, int]  # [start, end) in source frame indices
 
 
-def sample_frame_indices(start: int, end: int, n: int) -> list[int]:
+def sample_frame_indices(start: int, end: int, n: int, last: bool = False) -> list[int]:
     """n indices spread uniformly over [start, end): the centre of each of n equal bins.
 
     start + floor((i + 0.5) * (end - start) / n), in integer arithmetic (no float rounding at bin edges).
     A window shorter than n yields repeated indices, so every clip has exactly n frames.
+    last: the window's last frame is the last index, the other n - 1 the centres of n - 1 equal bins over the
+    frames before it (a window whose last frame the question is about: EgoBench's EgoPlan observation frame).
     """
     if n < 1 or end <= start:
         raise ValueError(f"need n >= 1 and start < end, got start={start} end={end} n={n}")
+    if last:
+        if n == 1 or end - 1 == start:
+            return [start] * (n - 1) + [end - 1]
+        return [*sample_frame_indices(start, end - 1, n - 1), end - 1]
     length = end - start
     return [start + ((2 * i + 1) * length) // (2 * n) for i in range(n)]
 
