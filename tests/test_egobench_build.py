@@ -39,7 +39,7 @@ from pipeline.egobench.plan import (
     make_group,
     sample_key,
 )
-from pipeline.egobench.records import TASKS, BenchItem, VideoRef
+from pipeline.egobench.records import LAST_FRAME_TASKS, TASKS, BenchItem, VideoRef
 from pipeline.egobench.records_json import item_json, validate_item_json
 from pipeline.egobench.samples import validate_sample_json
 from pipeline.egobench.sources import READERS
@@ -375,7 +375,9 @@ def test_frames_mode(egobench_sample, tmp_path):
                 expected = [_lemma_index(f) for f in v["frames"]]
                 n_images += 1
             else:
-                expected = sample_frame_indices(c["start_frame"], c["end_frame"], 4)
+                # EgoPlan: the observation frame (the window's last) is stored last
+                last = doc["task"] in LAST_FRAME_TASKS
+                expected = sample_frame_indices(c["start_frame"], c["end_frame"], 4, last)
             _check_clip(frames, codes[f"{root}/{v['path']}"], expected, doc["id"])
             assert min(frames[0].shape[:2]) == 64
     assert n_images == 10
