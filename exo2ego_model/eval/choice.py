@@ -114,6 +114,29 @@ def parse_choice(
     return _text_match(text, options) if options is not None else None
 
 
+# EgoTaskQA direct / indirect: posed as the original, open answer over the answer vocabulary (the items'
+# options, any number of them; pipeline/egobench/sources/egotaskqa.py), never as a lettered choice
+OPEN_VOCABULARY = ("egotaskqa_direct", "egotaskqa_indirect")
+_ARTICLE = re.compile(r"^(?:the|a|an) ")
+
+
+def match_answer(reply: str | None, vocabulary: Sequence[str]) -> int | None:
+    """The vocabulary entry a generated open answer is, by exact match, or None (counts as wrong).
+
+    Both sides lower case, runs of non-alphanumerics as one space, a leading article dropped ("The fridge." is
+    "fridge"); the reply must equal one entry, nothing more: "yes, it is" is not "yes". Two entries that
+    normalise alike match the first."""
+    if reply is None:
+        return None
+    norm = _ARTICLE.sub("", _norm(reply))
+    if not norm:
+        return None
+    for i, entry in enumerate(vocabulary):
+        if _ARTICLE.sub("", _norm(entry)) == norm:
+            return i
+    return None
+
+
 def _as_choices(pred, name: str) -> np.ndarray:
     """int64 [N]; None, NaN and negative values are -1 (unparsed); integral floats are accepted."""
     items = list(pred)

@@ -16,7 +16,7 @@ from pipeline.datasets import EGOBENCH_TASKS as TASKS
 
 from . import paper
 from .bench_io import SentenceSet, digest_of
-from .choice import accuracy, egomcq_accuracy
+from .choice import OPEN_VOCABULARY, accuracy, egomcq_accuracy
 from .protocol import DEFAULT_REPORTED, REPORTED
 from .retrieval import charades_map, epic_mir, epic_relevancy
 
@@ -86,6 +86,8 @@ def _score_choice(task: str, ok: list[dict]) -> dict:
     gen = accuracy([r["pred_generation"] for r in scored], answers)
     rank = accuracy([r["pred_ranking"] for r in scored], answers)
     chosen = rank if reported == "ranking" else gen
+    if task in OPEN_VOCABULARY:
+        out.update(_open_vocabulary(scored, reported))
     return {
         **out,
         "n": len(scored),
@@ -94,6 +96,21 @@ def _score_choice(task: str, ok: list[dict]) -> dict:
         "accuracy": chosen["accuracy"],
         "generation": gen,
         "ranking": rank,
+    }
+
+
+def _open_vocabulary(scored: list[dict], reported: str) -> dict:
+    """EgoTaskQA direct / indirect extras: the protocol, the vocabulary's size, the answer's median rank, and
+    the reported accuracy per answer_group (in_train: answers the baselines' classifier can name)."""
+    key = "pred_" + reported
+    groups: dict[str, list[bool]] = {}
+    for r in scored:
+        groups.setdefault(r.get("answer_group") or "?", []).append(r[key] == r["answer_index"])
+    return {
+        "protocol": "open answer over the vocabulary (generation: exact match; ranking: every candidate scored)",
+        "n_options": sorted({r["n_options"] for r in scored}),
+        "answer_median_rank": float(np.median([r["answer_rank"] for r in scored])),
+        "by_answer_group": {g: {"n": len(v), "accuracy": sum(v) / len(v)} for g, v in sorted(groups.items())},
     }
 
 
