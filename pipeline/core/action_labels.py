@@ -32,11 +32,44 @@ from pipeline.core.narration import has_noun, is_word, join, tokens
 
 # EGTEA's multi-noun actions: the prepositions of nouns 2, 3, ... (the last repeats), by verb
 NOUN_PREPOSITIONS = {"put": ["in"], "pour": ["from", "into"], "spread": ["on", "with"], "squeeze": ["onto"],
-                     "take": ["from"], "mix": ["with"], "cut": ["with"], "wash": ["with"]}  # fmt: skip
+                     "take": ["from"], "mix": ["with"], "cut": ["with"], "wash": ["with"],
+                     "transfer": ["from", "to"]}  # fmt: skip
 GERUND_VERBS = frozenset(["start", "stop", "keep", "continue", "finish", "begin", "try", "avoid"])
 INFINITIVE_VERBS = frozenset(
     ["prepare", "try", "want", "need", "start", "begin", "continue", "wait", "forget", "remember"]
 )
+CONTAINERS = frozenset(
+    [
+        "bag",
+        "bags",
+        "bottle",
+        "bottles",
+        "box",
+        "boxes",
+        "jar",
+        "jars",
+        "packet",
+        "packets",
+        "pack",
+        "can",
+        "tin",
+        "cup",
+        "cups",
+        "glass",
+        "bowl",
+        "piece",
+        "pieces",
+        "slice",
+        "slices",
+        "bunch",
+        "handful",
+        "pinch",
+        "carton",
+        "sachet",
+        "spoonful",
+    ]
+)
+PURE_PARTICLES = frozenset(["up", "down", "out", "away", "back", "aside", "together", "apart", "around"])
 MASS_NOUNS = frozenset(
     [
         "water",
@@ -91,7 +124,13 @@ def label_first_person(label: str) -> str:
         verb, nouns = m.group(1), [n.replace("_", " ") for n in m.group(2).split(",")]
         preps = NOUN_PREPOSITIONS.get(_SLASH.sub(r"\1", verb).split()[0].lower(), ["with"])
         extra = [f"{preps[min(k, len(preps) - 1)]} {n}" for k, n in enumerate(nouns[1:])]
-        text = " ".join([verb.replace("_", " "), nouns[0], *extra])
+        verb, _, particle = _SLASH.sub(r"\1", verb).partition(" ")
+        if particle.lower() in (
+            "around",
+            "apart",
+        ):  # "Move Around mixture,utensil" -> "move mixture around with"
+            nouns[0], particle = f"{nouns[0]} {particle.lower()}", ""
+        text = " ".join([verb, particle, nouns[0], *extra])
     text = _SLASH.sub(r"\1", text)
     segments = [tokens(s) for s in text.split(",") if s.strip()]
     out: list[str] = []
@@ -116,6 +155,9 @@ def _verb_phrase(toks: list[str]) -> list[str]:
         return out
     verb = _base(toks[i])
     out.append(verb)
+    if verb == "stir" and i + 1 < len(toks) and toks[i + 1].lower() == "fry":
+        out.append("fry")  # "Stir fry vegetables"
+        i += 1
     expect, main = True, verb  # expect: a noun phrase may start here
     if verb == "move" and i + 1 < len(toks) and toks[i + 1].lower() == "around" and i + 2 < len(toks):
         toks = toks[: i + 1] + toks[i + 2 :] + ["around"]  # "Move Around bacon" -> "move the bacon around"
@@ -138,11 +180,13 @@ def _verb_phrase(toks: list[str]) -> list[str]:
             out += ["to", nxt]
             main, expect = nxt, True
             i += 1
+        elif low in PURE_PARTICLES and not expect and prev != main and nxt and nxt not in PREPOSITIONS:
+            out.append(low)  # "washing up bowl": a compound noun goes on
         elif low in PARTICLES or low in PREPOSITIONS:
             out.append(low)
             expect = True
         elif (
-            low in DETERMINERS | PRONOUN_OBJECTS
+            (low in DETERMINERS | PRONOUN_OBJECTS and not (low == "half" and "VBN" in verb_tags(nxt)))
             or low in ("my", "his", "her", "its", "their")
             or low[0].isdigit()
         ):
@@ -150,12 +194,13 @@ def _verb_phrase(toks: list[str]) -> list[str]:
             expect = False
         elif expect and main in GERUND_VERBS and "VBG" in verb_tags(low):
             out.append(low)  # "start mixing the eggs"
+            main = low
         elif expect and not (is_adverb(low) and not has_noun(low)):
             if low in BODY_PARTS and not (
                 is_word(nxt) and has_noun(nxt) and nxt not in PREPOSITIONS | PARTICLES
             ):
                 out += ["my", tok]
-            elif prev == "of" and (low in MASS_NOUNS or (low.endswith("s") and has_noun(low))):
+            elif prev == "with" and low in MASS_NOUNS or prev == "of" and _of_bare(out, low):
                 out.append(tok)
             else:
                 out += ["the", tok]
@@ -189,3 +234,9 @@ def _verb_follows(toks: list[str], k: int) -> bool:
     if not nxt:
         return False
     return nxt in DETERMINERS | PRONOUN_OBJECTS | PARTICLES or (nxt not in PREPOSITIONS and has_noun(nxt))
+
+
+def _of_bare(out: list[str], noun: str) -> bool:
+    """No article after "of" for a mass noun, a plural, or what a container holds ("bag of salad")."""
+    holder = out[-2].lower() if len(out) > 1 else ""
+    return noun in MASS_NOUNS or (noun.endswith("s") and has_noun(noun)) or holder in CONTAINERS

@@ -158,6 +158,12 @@ def _cleaned(toks: list[str]) -> list[str]:
             continue
         if low == "form" and out and nxt in DETERMINERS and out[-1].lower() not in ("to", "a", "the"):
             tok = "from"  # "takes the knife form the shelf"
+        elif low == "he" and out and out[-1].lower() in PREPOSITIONS:
+            tok = "the"  # "inside he dust bin"
+        elif tok == "A" and out and not _person_at(out + [tok], len(out)):
+            tok = "a"  # "passes the cup to A Woman P"
+        elif tok == "," and out and out[-1].lower() in PREPOSITIONS | DETERMINERS:
+            continue  # "talks to ,man X"
         out.append(tok)
     return out
 
@@ -175,6 +181,8 @@ def _resolve_unsure(toks: list[str], verb: int) -> list[str]:
         if is_word(nxt) and nxt != UNSURE and nxt.lower() not in closed and has_noun(nxt.split("'")[0]):
             if prev not in DETERMINERS | _POSSESSIVES | {"of"} and not prev[:1].isdigit():
                 out.append("the")  # "picks #unsure lid" -> "picks the lid"
+            if nxt.lower().endswith("'s"):
+                toks[i + 1] = nxt[:-2] + "s"  # "#Unsure lid's" -> "the lids"
             continue
         if prev in DETERMINERS | _POSSESSIVES and prev not in ("both", "all", "two", "one"):
             out[-1] = "something"  # "opens the #unsure"
@@ -183,10 +191,13 @@ def _resolve_unsure(toks: list[str], verb: int) -> list[str]:
             and is_word(out[-1])
             and len(out) - 1 > verb
             and prev not in closed
-            and has_noun(prev)
+            and (has_noun(prev) or len(out) > 1 and out[-2].lower() in DETERMINERS)
             and not verb_tags(prev) & {"VBD", "VBN"}
+            and not prev.endswith("ing")
             and (len(out) < 2 or out[-2].lower() != "to")
         ):
+            if verb + 1 < len(out) and out[verb + 1].lower() in PREPOSITIONS:
+                out.insert(verb + 1, "something")  # "puts on the sink #unsure": the object is unknown
             continue  # "picks a sponge #unsure": the noun was a guess
         else:
             out.append("something")
@@ -387,6 +398,14 @@ def _wearer_references(toks: list[str], *, wearer_line: bool) -> None:
                 toks[i] = "my"
         elif low in ("the", "a") and _body_part_at(toks, i + 1) and not other_named and prev != "of":
             toks[i] = "my"
+        elif (
+            low in BODY_PARTS
+            and i > 1
+            and _body_part_at(toks, i)
+            and not other_named
+            and _bare_object(toks, i)
+        ):
+            toks[i] = "my " + tok  # "wipes hands with a towel", "moves hand away", "with hands"
 
 
 def _body_part_at(toks: list[str], j: int) -> bool:
@@ -398,3 +417,8 @@ def _body_part_at(toks: list[str], j: int) -> bool:
     return after != "of" and not (
         is_word(after) and has_noun(after) and after not in PREPOSITIONS | PARTICLES
     )
+
+
+def _bare_object(toks: list[str], i: int) -> bool:
+    """A body part without a determiner right after the wearer's verb or a preposition ("wipes hands")."""
+    return toks[i - 1].lower() in PREPOSITIONS or toks[i - 2] == "I"
