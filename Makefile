@@ -180,6 +180,33 @@ DATASET ?= egoexoclip
 bench: $(STAMP)
 	$(PY) -m tools.bench --dataset $(DATASET) $(ARGS)
 
+# Validate a download before building it (docs/design.md, "Validate a download"): every source's annotations read
+# and checked without videos (no probe, no decode); writes $(VALIDATE_OUT)/validate.json (read, bad, reasons per
+# source) and errors.jsonl, prints the table. DATASET=egoit|egobench: ROOTS=name=/path,... (as EGOIT_ROOTS /
+# EGOBENCH_ROOTS) or CONFIG=file.yaml; DATASET=egoexoclip: ROOTS=the Ego-Exo4D download root; DATASET=egoclip:
+# ROOTS=egoclip.csv. With neither ROOTS nor CONFIG, DATASET's bundled sample (generated first).
+ROOTS ?=
+CONFIG ?=
+VALIDATE_OUT ?= data/validate/$(DATASET)
+VALIDATE_SOURCES := $(if $(strip $(CONFIG)),--config $(CONFIG),)$(if $(strip $(ROOTS)), --roots $(ROOTS),)
+.PHONY: validate
+validate: $(STAMP)
+ifeq ($(DATASET),egoexoclip)
+	$(if $(strip $(ROOTS)),,$(PY) -m tools.samples.egoexoclip --out $(SAMPLE))
+	$(PY) -m pipeline.egoexoclip --root $(or $(strip $(ROOTS)),$(SAMPLE)) --out $(VALIDATE_OUT) --validate
+else ifeq ($(DATASET),egoclip)
+	$(if $(strip $(ROOTS)),,$(PY) -m tools.samples.egoclip --out $(EGOCLIP_SAMPLE))
+	$(PY) -m pipeline.egoclip --csv $(or $(strip $(ROOTS)),$(EGOCLIP_SAMPLE)/egoclip.csv) --out $(VALIDATE_OUT) --validate
+else ifeq ($(DATASET),egoit)
+	$(if $(strip $(VALIDATE_SOURCES)),,$(PY) -m tools.samples.egoit --out $(EGOIT_SAMPLE))
+	$(PY) -m pipeline.egoit $(or $(strip $(VALIDATE_SOURCES)),--config $(EGOIT_SAMPLE)/egoit.yaml) --out $(VALIDATE_OUT) --validate
+else ifeq ($(DATASET),egobench)
+	$(if $(strip $(VALIDATE_SOURCES)),,$(PY) -m tools.samples.egobench --out $(EGOBENCH_SAMPLE))
+	$(PY) -m pipeline.egobench $(or $(strip $(VALIDATE_SOURCES)),--config $(EGOBENCH_SAMPLE)/egobench.yaml) --out $(VALIDATE_OUT) --validate
+else
+	@echo "make validate DATASET=egoit|egobench|egoclip|egoexoclip [ROOTS=... | CONFIG=file.yaml]"; exit 2
+endif
+
 # Visual audit of a finished build: $(OUT)/report/index.html + PNGs (contact sheet of random samples, clip lengths,
 # counts by split and scenario, failures). ARGS="--samples 24 --seed 1".
 .PHONY: report

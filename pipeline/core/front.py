@@ -13,6 +13,9 @@ What every builder gets from here, alike:
   INFO lines, workers too), the progress bar on local engines;
 * OUT's lock before the bar is drawn, the build session around the engine, the summary at the end.
 
+With --validate, only the annotations are read and checked, without videos (pipeline/core/validate.py): exit
+status 0 when it ran (bad rows are reported, not fatal), 2 when an annotation input is unusable.
+
 Exit status: 0 built; 2 the build could not start (one-line message), or it finished but a source lost more
 than --max-bad-share of its annotation rows to bad input, or all of them (a truncated or unreadable file: one
 `error:` line per such source, the lost rows in OUT/errors.jsonl); 143 terminated by SIGTERM.
@@ -23,22 +26,21 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
-import json
 import logging
 import sys
 import time
 from functools import cache
 
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pipeline.core.builder import Builder, check_build_inputs, loss_problems, run, source_losses
+from pipeline.core.builder import Builder, check_build_inputs, loss_problems, run
 from pipeline.core.cli import RUNNERS, add_runner_args, check_runner_args, run_with_runner
 from pipeline.core.clips import ClipFormat
 from pipeline.core.inputs import InputError
 from pipeline.core.progress import ProgressBar
 from pipeline.core.session import OutLocked, build_session
+from pipeline.core.validate import check_validate_inputs, table, validate
 
 NOISY_LOGGERS = ("apache_beam", "sentence_transformers", "httpx", "huggingface_hub")
 
@@ -78,6 +80,13 @@ def add_common_arguments(ap: argparse.ArgumentParser) -> None:
         "--quiet",
         action="store_true",
         help="no progress bar and no per-group log lines (warnings, errors and the final summary only)",
+    )
+    ap.add_argument(
+        "--validate",
+        action="store_true",
+        help="only read and check every source's annotations, without videos (no probe, no decode, no engine): "
+        "OUT/validate.json (read, bad and reasons per source), OUT/errors.jsonl and a table; exit 0 even with "
+        "bad rows",
     )
 
 
@@ -202,6 +211,8 @@ def progress_shown(args: argparse.Namespace) -> bool:
 def main(builder: Builder, argv: list[str] | None = None) -> int:
     configure_logging(quiet=False)
     cfg, beam_args, args = parse_args(builder, argv)
+    if args.validate:
+        return validate_main(builder, cfg)
     log = logging.getLogger(f"pipeline.{builder.name}")
     if args.quiet:
         configure_logging(quiet=True)
@@ -224,16 +235,25 @@ def main(builder: Builder, argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     print(builder.summary(stats, time.monotonic() - started))
-    problems = loss_problems(source_losses(builder, stats, read_errors(cfg.out)), args.max_bad_share)
+    checked = builder.rows_read(stats)
+    problems = loss_problems({s: d for s, d in stats["sources"].items() if s in checked}, args.max_bad_share)
     for line in problems:
         print(f"error: source {line}; see {cfg.out}/errors.jsonl (--max-bad-share sets the limit)", file=sys.stderr)
     return 2 if problems else 0
 
 
-def read_errors(out: str) -> list[dict]:
-    """OUT/errors.jsonl of a finished build (local or remote)."""
-    with FileSystems.open(FileSystems.join(out, "errors.jsonl"), compression_type="uncompressed") as f:
-        return [json.loads(line) for line in f.read().decode("utf-8").splitlines() if line.strip()]
+def validate_main(builder: Builder, cfg) -> int:
+    """--validate: the annotations read and checked without videos (pipeline/core/validate.py)."""
+    started = time.monotonic()
+    try:
+        check_validate_inputs(builder, cfg)
+        with build_session(cfg.out):
+            report = validate(builder, cfg)
+    except (InputError, OutLocked) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    print(table(builder.title, report, time.monotonic() - started, cfg.out))
+    return 0
 
 
 def add_shard_arguments(ap: argparse.ArgumentParser, *, decode_timeout: float, unit: str) -> None:

@@ -18,6 +18,9 @@ from pipeline.core import front
 from pipeline.core.clips import ClipFormat
 from pipeline.core.config import add_config_arguments, config_mapping
 from pipeline.egobench.build import EgoBenchConfig, build_pipeline, config_from_mapping
+from pipeline.egobench.plan import BenchFailure
+from pipeline.egobench.records import RecordFailure
+from pipeline.egobench.sources import READERS
 
 
 class EgoBenchBuilder(core.Builder):
@@ -41,11 +44,25 @@ class EgoBenchBuilder(core.Builder):
     def build_pipeline(self, p, cfg: EgoBenchConfig) -> None:
         build_pipeline(p, cfg)
 
+    def validate_inputs(self, cfg: EgoBenchConfig) -> list[tuple[str, str]]:
+        return self.annotation_inputs_of_entries(cfg.benchmarks, "benchmarks")
+
+    def validate_sources(self, cfg: EgoBenchConfig) -> dict:
+        """Each benchmark's reader run without videos (exists=None), as the build's ReadBenchmarkFn."""
+        return {b.name: functools.partial(validate_rows, b, cfg.frames_per_clip) for b in cfg.benchmarks}
+
     def rows_read(self, stats: dict) -> dict[str, int]:
         return {name: stats["rows"].get(name, 0) for name in stats["options"]["benchmarks"]}
 
     def source_of(self, failure: dict) -> str | None:
         return failure.get("benchmark") if failure.get("scope") in ("file", "record") else None
+
+    def items_written(self, stats: dict) -> dict[str, int]:
+        written = stats["items"]["in_shards_by_benchmark"]
+        return {name: written.get(name, 0) for name in stats["options"]["benchmarks"]}
+
+    def dropped_from(self, failure: dict) -> str | None:
+        return failure.get("benchmark") if failure.get("scope") in ("record", "item") else None
 
     def summary_lines(self, stats: dict) -> list[str]:
         items = stats["items"]
@@ -55,6 +72,12 @@ class EgoBenchBuilder(core.Builder):
             lines.append(f"  {task}: {n} items read, {items['in_shards'].get(task, 0)} in {d['shards']} shards "
                          f"({d['bytes']} bytes), {items['failed'].get(task, 0)} failed")  # fmt: skip
         return [*lines, f"  unaccounted items: {items['unaccounted']}, rows: {stats['unaccounted_rows']}"]
+
+
+def validate_rows(spec, n_frames: int | None):
+    """None per item a benchmark's reader reads without videos, the failure a build reports per bad row."""
+    for out in READERS[spec.reader](spec.annotations, spec.videos, exists=None, **spec.reader_options(n_frames)):
+        yield BenchFailure.from_record_failure(spec.name, out) if isinstance(out, RecordFailure) else None
 
 
 BUILDER = EgoBenchBuilder()

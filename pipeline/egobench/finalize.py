@@ -84,6 +84,7 @@ def dataset_stats(
         "items": {
             "read": _sorted(by_kind["items"]),
             "in_shards": _sorted(in_shards),
+            "in_shards_by_benchmark": _sorted(Counter(r["benchmark"] for r in rows)),
             "failed": _sorted(failed),
             "without_answer": _sorted(Counter(r["task"] for r in rows if not r["has_answer"])),
             # every item read is in a shard or in errors.jsonl (scope item); 0 in a correct build

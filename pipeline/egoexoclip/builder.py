@@ -14,6 +14,7 @@ import functools
 from pipeline.core import builder as core
 from pipeline.core import front
 from pipeline.core.clips import ClipFormat
+from pipeline.egoexoclip import validate
 from pipeline.egoexoclip.build import DEFAULT_OFFSETS, BuildConfig, build_pipeline, check_inputs
 from pipeline.egoexoclip.release import RESOLUTIONS, NarrationFilters
 from pipeline.egoexoclip.windows import WINDOW_RULES, WindowRule
@@ -83,6 +84,22 @@ class EgoExoClipBuilder(core.Builder):
 
     def build_pipeline(self, p, cfg: BuildConfig) -> None:
         build_pipeline(p, cfg)
+
+    def validate_checks(self, cfg: BuildConfig) -> None:
+        check_inputs(cfg)  # the release's annotation files and the frame offset table: no video
+
+    def validate_sources(self, cfg: BuildConfig) -> dict:
+        return validate.validate_sources(cfg)
+
+    def rows_reported(self, stats: dict) -> dict[str, int]:
+        """The atomic descriptions read (not loss-checked: takes.json and splits.json are checked up front)."""
+        return {"narrations": stats["narrations"]["input"]}
+
+    def items_written(self, stats: dict) -> dict[str, int]:
+        return {"narrations": stats["narrations"]["in_shards"]}
+
+    def dropped_from(self, failure: dict) -> str | None:
+        return "narrations" if failure.get("scope") == "narration" else None
 
     def summary_lines(self, stats: dict) -> list[str]:
         n = stats["narrations"]

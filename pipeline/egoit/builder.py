@@ -19,7 +19,7 @@ from pipeline.core import front
 from pipeline.core.clips import ClipFormat
 from pipeline.core.config import add_config_arguments, config_mapping
 from pipeline.core.inputs import InputError
-from pipeline.egoit import dedup
+from pipeline.egoit import dedup, validate
 from pipeline.egoit.build import EgoITConfig, build_pipeline, config_from_mapping
 
 
@@ -65,9 +65,19 @@ class EgoITBuilder(core.Builder):
     def build_pipeline(self, p, cfg: EgoITConfig) -> None:
         build_pipeline(p, cfg)
 
+    def validate_inputs(self, cfg: EgoITConfig) -> list[tuple[str, str]]:
+        return self.annotation_inputs_of_entries(cfg.sources, "sources")
+
+    def validate_sources(self, cfg: EgoITConfig) -> dict:
+        return validate.validate_sources(cfg)
+
     def rows_read(self, stats: dict) -> dict[str, int]:
         rows = stats["input_rows"]
         return {source: rows.get(source, {}).get("all", 0) for source in stats["options"]["sources"]}
+
+    def items_written(self, stats: dict) -> dict[str, int]:
+        shards = stats["items"]["in_shards"]
+        return {source: shards.get(source, {}).get("all", 0) for source in stats["options"]["sources"]}
 
     def summary_lines(self, stats: dict) -> list[str]:
         items = stats["items"]
