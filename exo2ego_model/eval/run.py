@@ -21,6 +21,10 @@ and option order; the prompt goes through prompt.prompt_ids, i.e. `[INST] <video
   as the answer to the bare question, argmax (EgoPlan's official protocol: argmin loss). scores.json has both;
   `reported` (and the table) is (b) for EgoPlan, whose benchmark defines it, and (a) for the others, which are
   generative QA benchmarks evaluated that way by VideoLLaMA2-family models (REPORTED).
+- choice, open answer over the vocabulary (EgoTaskQA direct / indirect, choice.OPEN_VOCABULARY): the options are
+  the answer vocabulary (any number); (a) the greedy reply to the open prompt, matched exactly to an entry
+  (choice.match_answer), (b) every entry scored as the answer to that prompt, argmax (the baselines classify
+  over the vocabulary); reported (b). The MCQ variant (egotaskqa_mcq) is a lettered choice, reported apart.
 - open (QAEgo4D open): greedy reply to the question + "short phrase" instruction -> qaego4d_open.
 - multilabel (Charades-Ego): every class name scored as the answer to a fixed question -> scores [N, C]
   (mean log-likelihood per token) -> charades_map.
