@@ -110,6 +110,7 @@ MASS_NOUNS = frozenset(
         "tape",
     ]
 )
+_OBJECT_STARTS = DETERMINERS | PRONOUN_OBJECTS | {"", "my", "his", "her", "its", "their"}
 LEAD = frozenset(["then", "next", "now", "again", "also", "still", "just", "first", "finally"])
 _SLASH = re.compile(r"\b(\w+)(?:/\w+)+(?:\s+(?:apart|around|off|up|down|out))?\b", re.I)
 _EGTEA_NOUNS = re.compile(r"(.+?)\s+(\w+(?:,\w+)+)")
@@ -137,9 +138,13 @@ def label_first_person(label: str) -> str:
     for k, seg in enumerate(segments):
         if k:
             out.append(",")
-            if k == len(segments) - 1 and len(segments) > 2 and seg[0].lower() != "and":
+            if seg[0].lower() == "and":
+                seg = seg[1:]
+            if k == len(segments) - 1 and len(segments) > 2:
                 out.append("and")
-        out += _verb_phrase(seg)
+        first = seg[0].lower() if seg else ""
+        listed = k and ("VB" not in verb_tags(first) or len(seg) == 1 and has_noun(first))
+        out += seg if listed else _verb_phrase(seg)  # "Rinse spatula, fork, and knife": nouns go on
     return tidy(join(["I", *out]))
 
 
@@ -182,7 +187,12 @@ def _verb_phrase(toks: list[str]) -> list[str]:
             i += 1
         elif low in PURE_PARTICLES and not expect and prev != main and nxt and nxt not in PREPOSITIONS:
             out.append(low)  # "washing up bowl": a compound noun goes on
-        elif low in PARTICLES or low in PREPOSITIONS:
+        elif (
+            low.endswith("ing") and "VBG" in verb_tags(low) and prev in PREPOSITIONS and nxt in _OBJECT_STARTS
+        ):
+            out.append(low)  # "for cutting", "before adding the salt": a gerund
+            expect = True
+        elif low in PARTICLES or low in PREPOSITIONS or low == "using":
             out.append(low)
             expect = True
         elif (
@@ -200,7 +210,7 @@ def _verb_phrase(toks: list[str]) -> list[str]:
                 is_word(nxt) and has_noun(nxt) and nxt not in PREPOSITIONS | PARTICLES
             ):
                 out += ["my", tok]
-            elif prev == "with" and low in MASS_NOUNS or prev == "of" and _of_bare(out, low):
+            elif prev in ("with", "using") and low in MASS_NOUNS or prev == "of" and _of_bare(out, low):
                 out.append(tok)
             else:
                 out += ["the", tok]

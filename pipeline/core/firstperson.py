@@ -136,8 +136,9 @@ def fix_person(text: str, *, narration: bool = False) -> str:
     verbs agreeing. With `narration` (text that only describes the wearer's own actions) also third-person
     ones: "The person holds", "he/she holds", "the left hand", "with their right hand". Nothing else changes.
     A tagged Ego4D narration ("#C C picks", "#O man X ...") is narration.first_person's ("" if unusable)."""
-    if is_tagged(text):
-        return first_person(text) or ""
+    if is_tagged(text):  # the final full stop only where the narration had one, as for untagged text
+        converted = first_person(text) or ""
+        return converted if text.rstrip()[-1:] in ".!?" else converted.rstrip(".")
     text = re.sub(r"#unsure\b", "something", text, flags=re.I)
     ego4d = bool(re.search(r"#[CcOo]\b", text))  # Ego4D narration tags: "#C C picks a bag", "#O man X ..."
     text = re.sub(r"#(?:[CcOo]|summary)\b\s*", "", text)

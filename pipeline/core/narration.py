@@ -158,6 +158,13 @@ def _cleaned(toks: list[str]) -> list[str]:
             continue
         if low == "form" and out and nxt in DETERMINERS and out[-1].lower() not in ("to", "a", "the"):
             tok = "from"  # "takes the knife form the shelf"
+        elif (
+            low == "of"
+            and out
+            and out[-1].lower() in ("turns", "turn", "switches", "switch")
+            and nxt in DETERMINERS
+        ):
+            tok = "off"  # "Turns of the tap"
         elif low == "he" and out and out[-1].lower() in PREPOSITIONS:
             tok = "the"  # "inside he dust bin"
         elif tok == "A" and out and not _person_at(out + [tok], len(out)):
@@ -405,7 +412,10 @@ def _wearer_references(toks: list[str], *, wearer_line: bool) -> None:
             and not other_named
             and _bare_object(toks, i)
         ):
-            toks[i] = "my " + tok  # "wipes hands with a towel", "moves hand away", "with hands"
+            side = toks[i - 1].lower() in ("left", "right", "other")
+            toks[i - side] = (
+                "my " + toks[i - side]
+            )  # "wipes hands with a towel", "moves hand away", "with hands"
 
 
 def _body_part_at(toks: list[str], j: int) -> bool:
@@ -421,4 +431,5 @@ def _body_part_at(toks: list[str], j: int) -> bool:
 
 def _bare_object(toks: list[str], i: int) -> bool:
     """A body part without a determiner right after the wearer's verb or a preposition ("wipes hands")."""
-    return toks[i - 1].lower() in PREPOSITIONS or toks[i - 2] == "I"
+    j = i - 1 if toks[i - 1].lower() in ("left", "right", "other") else i
+    return toks[j - 1].lower() in PREPOSITIONS or toks[j - 2] == "I"
