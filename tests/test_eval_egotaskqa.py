@@ -23,33 +23,15 @@ from pipeline.core.shards import ShardWriter, canonical_json
 from pipeline.egobench.records import BenchItem, VideoRef
 from pipeline.egobench.records_json import item_json
 from pipeline.egobench.sources import egotaskqa
+from tests.test_egobench_sources import INTERVAL, taskqa  # a record in the original direct/indirect format
 from tests.test_eval import _frames, _jpegs, write_build_index
 
-INTERVAL = "27k-22-11-2|P1|4546|4986"  # the first real MCQ record's interval (SOURCES.md section 8)
 N_ANSWERS = 30  # distinct answers in the direct file: more than the 26 letters
 
 
-def record(qid: int, answer: str, semantic: str = "object") -> dict:
-    """A direct / indirect record in the original's format (Buzz-Beater/EgoTaskQA baselines' dataset)."""
-    return {
-        "question": f"What did the person put on the table in step {qid}?",
-        "answer": answer,
-        "interval": INTERVAL,
-        "program": "query(...)",
-        "type": ["descriptive"],
-        "category": ["object"],
-        "semantic": semantic,
-        "structural": "query",
-        "step": 2,
-        "reasoning_type": f"descriptive$object${semantic}$query",
-        "video_id": "27k-22-11-2",
-        "question_id": qid,
-    }
-
-
 def write_qas(root: Path) -> None:
-    direct = [record(i, f"object {i:02d}") for i in range(N_ANSWERS)] + [record(100, "yes", "state")]
-    indirect = [record(200, "open", "state"), record(201, "closed", "change"), record(202, "no", "state")]
+    direct = [taskqa(i, f"object {i:02d}") for i in range(N_ANSWERS)] + [taskqa(100, "yes", "state")]
+    indirect = [taskqa(200, "open", "state"), taskqa(201, "closed", "change"), taskqa(202, "no", "state")]
     for kind, rows in (("direct", direct), ("indirect", indirect)):
         (root / kind).mkdir(parents=True)
         (root / kind / "test_qas.json").write_text(json.dumps(rows))
