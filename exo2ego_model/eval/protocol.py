@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# LAST_FRAME_TASKS: tasks whose question is about the clip's last frame (EgoPlan: "my current observation in the
+# last frame"): it is always the last frame the model is shown (video.last_indices; frames mode stores it last)
+from pipeline.datasets import EGOBENCH_LAST_FRAME_TASKS as LAST_FRAME_TASKS
 from pipeline.datasets import EGOBENCH_TASKS as TASKS
-
-# tasks whose question is about the clip's last frame (EgoPlan: "my current observation in the last frame"): it
-# is always the last frame the model is shown (video.last_indices; the build's frames mode stores it last)
-from pipeline.egobench.records import LAST_FRAME_TASKS
 
 from .bench_io import ItemError, SentenceSet, clips_of, digest_of
 from .choice import OPEN_VOCABULARY, match_answer, parse_choice
