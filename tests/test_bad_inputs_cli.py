@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.egoit.records import item_key
+from pipeline.egoit.sources.egotimeqa import qa_id
 from tests.conftest import egoclip_inputs
 
 # control, bidi, zero-width and escape sequences: removed from text, never in an output
@@ -269,11 +270,11 @@ def mutate_egoit(root: Path) -> None:
     edit(root / EGTEA / "train_split1.txt", b"-294945-", b"-" + b"9" * 400 + b"-")
     edit(root / EXO, b"hIOL2zPZ,0.0,20.0,", b"hIOL2zPZ,0.0,1e308,")
     rows = json.loads((root / TIMEQA).read_text())
-    assert [r["sample_id"] for r in rows][:7] == [f"{T16}_{i}" for i in range(5)] + [f"{T99}_0", f"{T99}_1"]
+    assert [r["sample_id"] for r in rows][:7] == [T16] * 5 + [T99] * 2  # the real format: sample_id = clip uid
     rows[0]["moment_start_frame"], rows[4]["moment_end_frame"] = "@NAN", "@INF"
     rows[5]["moment_start_frame"], rows[6]["moment_start_frame"] = "@NEG", "@BIG"
-    # ids colliding after sanitising: "<T16>.1" has the sample key of "<T16>_1" (row 2)
-    rows.append({**rows[1], "sample_id": f"{T16}.1", "answer": "in the cupboard", "wrong_answers": []})
+    # a QA asked twice: row 2's clip, moment and question again (another answer)
+    rows.append({**rows[1], "answer": "in the cupboard", "wrong_answers": []})
     literals = {"@NAN": "NaN", "@INF": "Infinity", "@NEG": "-1e308", "@BIG": "9" * 25}
     (root / TIMEQA).write_text(json_with_literals(rows, literals))
     # broken CSV quoting (a quote opened before the video uid), a byte that is not UTF-8
@@ -281,8 +282,8 @@ def mutate_egoit(root: Path) -> None:
     edit(root / EXO, b"Use your left hand to hold the prepared", b"Use your l\xffeft hand to hold the prepared",
          record=b"L9mK6hgI,")  # fmt: skip
     # control and bidi characters: removed, the rows kept
-    edit(root / EXO, b"Video 1: Use your left hand", b"Video 1: Use your " + CONTROL.encode() + b"left hand",
-         record=b"8pRbwiLJ,")  # fmt: skip
+    edit(root / EXO, b"Press the green pepper with your left", b"Press the green pepper with your " + CONTROL.encode()
+         + b"left", record=b"4RSPaEFM,")  # fmt: skip
     questions = json.loads((root / OPENEQA).read_text())
     assert [q["question_id"] for q in questions][::6] == [Q_ETC, Q_ABS]
     questions[8]["answer"] = questions[8]["answer"].replace("on the ", "on the " + CONTROL)
@@ -311,8 +312,16 @@ def egoit_bad(egoit_sample, tmp_path_factory):
     )
 
 
-def timeqa_keys(*ids: str) -> set[str]:
-    return {k for i in ids for k in (item_key("egotimeqa", i), item_key("egotimeqa", i, "mc"))}
+def timeqa_id(row: int) -> str:
+    """The record id of the mini-release's EgoTimeQA row (0-based): its clip, moment and question."""
+    from tools.samples.egoit import ROWS
+
+    r = json.loads((ROWS / "egotimeqa" / "annotations.EgoTimeQA.json").read_text())[row]
+    return qa_id(r["video_id"], r["moment_start_frame"], r["moment_end_frame"], r["question"])
+
+
+def timeqa_keys(*rows: int) -> set[str]:
+    return {k for n in rows for k in (item_key("egotimeqa", timeqa_id(n)), item_key("egotimeqa", timeqa_id(n), "mc"))}
 
 
 # class -> (errors.jsonl lines (source, file, record, reason) it adds, manifest keys it loses)
@@ -321,15 +330,16 @@ EGOIT_CLASSES = {
         [("egtea", "train_split1.txt", f"line 1 {HUGE_CLIP[:200]}", "bad time"),
          ("egoexolearn", "exo_train.csv", "row 1 hIOL2zPZ", "bad time"),
          *(("egotimeqa", "annotations.EgoTimeQA.json", f"row {n} {i}", "bad time")
-           for n, i in ((1, f"{T16}_0"), (5, f"{T16}_4"), (6, f"{T99}_0"), (7, f"{T99}_1")))],
+           for n, i in ((1, T16), (5, T16), (6, T99), (7, T99)))],
         {item_key("egtea", HUGE_CLIP.replace("9" * 400, "294945")), "egoexolearn-hIOL2zPZ",
-         item_key("egotimeqa", f"{T16}_0"), *timeqa_keys(f"{T16}_4", f"{T99}_0", f"{T99}_1")},  # _0: no -mc
+         item_key("egotimeqa", timeqa_id(0)), *timeqa_keys(4, 5, 6)},  # row 0: no -mc
     ),
     "csv_quoting": ([("egoexolearn", "exo_train.csv", "row 3", "malformed row")], {"egoexolearn-PgE4v4TR"}),
     "not_utf8": ([("egoexolearn", "exo_train.csv", "row 4 L9mK6hgI", "not UTF-8")], {"egoexolearn-L9mK6hgI"}),
     "control_bidi": ([], set()),
     "bom_crlf": ([], set()),
-    "colliding_ids": ([("egotimeqa", "annotations.EgoTimeQA.json", f"row 11 {T16}.1", "duplicate id")], set()),
+    "duplicate_question": ([("egotimeqa", "annotations.EgoTimeQA.json", f"row 11 {T16}", "duplicate question")],
+                           set()),
     "unsafe_paths": (
         [("openeqa", "open-eqa-v0.json", f"row 1 {Q_ETC}", "unsafe path"),
          ("openeqa", "open-eqa-v0.json", f"row 7 {Q_ABS}", "unsafe path")],
@@ -366,14 +376,14 @@ def test_egoit_bad_rows_name_their_fault(egoit_bad):
     assert "the quote never closes" in one_line(lines, source="egoexolearn", record="row 10")["detail"]
     assert not matching(lines, source="egoexolearn", record="row 11 Or")
     assert json.loads((egoit_bad[2] / "stats.json").read_text())["input_rows"]["egoexolearn"]["all"] == 10
-    assert f"'{T16}_1'" in one_line(lines, reason="duplicate id", source="egotimeqa")["detail"]
+    assert "asked before in row 2" in one_line(lines, reason="duplicate question", source="egotimeqa")["detail"]
 
 
 def test_egoit_control_and_bidi_characters_never_reach_the_outputs(egoit_bad, egoit_build):
     _, _, out, _ = egoit_bad
     assert assert_no_control_in_outputs(out) > 100
     bad, base = members(out), members(egoit_build[0])
-    for key, field, text in (("egoexolearn-8pRbwiLJ", "narration", "Video 1: Use your left hand"),
+    for key, field, text in (("egoexolearn-4RSPaEFM", "narration", "Press the green pepper with your left hand"),
                              (f"openeqa-{Q_CONTROL}", "answer", "Hanging on the wall")):  # fmt: skip
         meta = json.loads(bad[key]["json"])["metadata"]
         assert text in meta[field] and bad[key]["json"] == base[key]["json"]

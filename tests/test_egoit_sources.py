@@ -376,13 +376,16 @@ def test_egotimeqa_frames_to_seconds_and_every_failure_reason(timeqa_file):
     assert first.video.start_sec == pytest.approx(120.04747698365609)  # 3601.42... / 30
     assert first.video.end_sec == pytest.approx(128.58585634967725)
     assert first.fields["wrong_answers"] == ["drank it myself", "left it on the table", "spilled it on the floor"]
-    assert (first.video_id, first.record_id, first.task) == ("16fc2d81-e55c-4a3b-a298-b9d0272e9815", "s1", "open_qa")
+    clip = "16fc2d81-e55c-4a3b-a298-b9d0272e9815"
+    assert (first.video_id, first.task) == (clip, "open_qa")
+    assert first.record_id == egotimeqa.qa_id(clip, 3601.4243095096826, 3857.5756904903174, first.fields["question"])
     assert (second.video.path, second.video.start_sec, second.video.end_sec) == ("clips/clip-b.mp4", 0.5, 1.5)
     assert second.fields["wrong_answers"] == []
     assert Counter(f.reason for f in failures) == {
         "empty window": 2, "bad time": 4, "schema violation": 3, "empty text": 1, "bad wrong answers": 1,
-        "unsafe path": 1, "duplicate id": 1, "video not found": 1}
-    assert only(failures, "duplicate id").record == "row 14 s1"
+        "unsafe path": 1, "duplicate question": 1, "video not found": 1}
+    assert only(failures, "duplicate question").record == "row 14 s1"
+    assert only(failures, "duplicate question").detail.endswith("asked before in row 1")
     assert only(failures, "video not found").detail.startswith("v2/clips/clip-missing.mp4 or clips/")
 
 
@@ -572,8 +575,11 @@ def test_egoexolearn_real_exo_train_counts():
     present = {f"/v/exo/{u}.mp4" for u in in_view_folder} | {f"/v/{u}.mp4" for u in uids[50:]}
     records, failures = split(egoexolearn.read(EGOEXOLEARN_REAL, "/v", exists=exists_in(present)))
     n_absent = sum(row["video_uid"] == absent for row in rows)
-    assert n_absent and reasons(failures) == {("exo_train.csv", "video not found"): n_absent}
-    assert len(records) == 6270 - n_absent
+    multi = {"8pRbwiLJ", "yCMpB0Mx", "OEz8OyEw"}  # "Video 1: ... Video 2: ..." cells (test_egoit_real_formats)
+    assert n_absent and reasons(failures) == {("exo_train.csv", "video not found"): n_absent,
+                                              ("exo_train.csv", "multi-video caption"): len(multi)}
+    rows = [row for row in rows if row["annotation_id"] not in multi]
+    assert len(records) == 6270 - n_absent - len(multi)
     assert [r.record_id for r in records] == [row["annotation_id"] for row in rows if row["video_uid"] != absent]
     assert sum(r.video.path.startswith("exo/") for r in records) == sum(row["video_uid"] in in_view_folder
                                                                         for row in rows)
@@ -587,4 +593,5 @@ def test_egoexolearn_real_exo_train_counts():
 def test_readers_are_deterministic(timeqa_file):
     first = list(egotimeqa.read(timeqa_file, "/e", exists=exists_in(ego4d_present("/e"))))
     assert first == list(egotimeqa.read(timeqa_file, "/e", exists=exists_in(ego4d_present("/e"))))
-    assert [getattr(r, "record", None) or r.record_id for r in first][:3] == ["s1", "s2", "row 3 s3"]
+    assert first[0].record_id.startswith("16fc2d81-") and first[1].record_id.startswith("clip-b_")
+    assert first[2].record == "row 3 s3"  # a failing row is named by its sample_id

@@ -20,7 +20,9 @@ Every video (and every OpenEQA frame folder) carries its own framecode stamp cod
 rank by path), frame j of a file is stamped with frame index j (a PNG frame <N>-rgb.png with N), so a test can
 say which file and which frame any output clip shows. Designed quirks, each affecting only its own rows: an
 EGTEA clip with only a session video (the reader cuts it by time), an SSv2 video missing, a truncated Ego4D
-clip, a missing OpenEQA episode folder. Encodes are single-threaded and bit-exact: two runs give identical
+clip, a missing OpenEQA episode folder. Real-format quirks: every EgoTimeQA sample_id is its clip uid (as in the
+real file) with 5 QAs on one clip, and one EgoExoLearn caption cell is the real "Video 1: ... Video 2: ..." kind
+(the reader rejects it as a "multi-video caption"). Encodes are single-threaded and bit-exact: two runs give identical
 bytes.
 
     python -m tools.samples.egoit --out data/egoit_sample [--force]

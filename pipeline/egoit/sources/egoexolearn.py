@@ -4,6 +4,15 @@ The captions come from the association benchmark's CSVs, one per view (ego_train
 videos; exo_train.csv: the demonstration videos). Fields are quoted, some contain newlines, and narration_ch is
 Chinese, so the file is split by the csv module, never by lines; it is decoded row by row (a byte that is not
 UTF-8 costs its row, pipeline/core/readers.py).
+
+Multi-video cells: a few real cells caption two videos at once, one caption per line labelled "Video 1:" /
+"Video 2:" (narration_ch: "视频一：" / "视频二："). In exo_train.csv these are 3 of 6,270 rows (rows 3463
+8pRbwiLJ, 3464 yCMpB0Mx and 3469 OEz8OyEw in the reader's numbering), all in the first 40 s of one demonstration,
+2d79404a-…: in one [start_sec, end_sec) window of that one video_uid, "Video 1" cuts an eggplant while "Video 2"
+cuts a potato, each with both hands, so the window shows two demonstrations at once, not one person. The row
+names no other video and neither caption alone describes the window (the third cell adds a shared lead sentence,
+"Divide the prepared garlic cloves into two parts."), so there is no caption to pick: such a row is a
+"multi-video caption" failure, and no EgoIT answer ever says "Video 1:".
 """
 
 from __future__ import annotations
@@ -38,6 +47,15 @@ EgoExoLearn (`egoexolearn`)
 """
 
 VIEW_FILE = re.compile(r"(ego|exo)_(\w+)\.csv")
+# "Video 1:", "video 2 :", "Video one:" in narration_en; "视频一：", "视频2:" in narration_ch
+VIDEO_LABEL = re.compile(
+    r"\bvideo\s*(?:\d+|one|two|three|four)\s*[:：]|视频\s*[一二三四0-9０-９]+\s*[:：]", re.IGNORECASE
+)
+
+
+def multi_video_labels(*cells: str) -> list[str]:
+    """The "Video N:" labels in the caption cells (none for a caption of one video)."""
+    return [m[0] for cell in cells for m in VIDEO_LABEL.finditer(cell)]
 
 
 class _File:
@@ -55,6 +73,9 @@ class _File:
         narration = clean_text(row["narration_en"], newlines=True)
         if not narration.strip():
             raise BadRow("empty text", "empty narration_en")
+        if labels := multi_video_labels(narration, row.get("narration_ch") or ""):
+            raise BadRow("multi-video caption", f"captions of several videos at once ({', '.join(map(repr, labels))}),"
+                         " none of them alone the window's caption")  # fmt: skip
         keys = [item_key(SOURCE, ident)]
         self.claims.check(ident, keys)
         candidates = [VideoRef(video_name, start, end)]
