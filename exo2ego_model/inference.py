@@ -14,7 +14,6 @@ Both functions run in eval mode (no LoRA dropout) and restore the model's mode a
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from contextlib import contextmanager
 
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
 from .model import Exo2EgoModel
-from .prompt import answer_ids, prompt_ids
+from .prompt import VIDEO_TOKEN_INDEX, answer_ids, prompt_ids
 from .video import normalize
 
 VIEWS = ("ego", "exo")
@@ -51,16 +50,20 @@ def _clip(video: torch.Tensor, device: torch.device) -> torch.Tensor:
 def prefix_embeds(
     model: Exo2EgoModel,
     tokenizer: PreTrainedTokenizerBase,
-    video: torch.Tensor,
+    video: torch.Tensor | None,
     prompt: str | Sequence[dict],
     *,
     view: str = "ego",
     visual_input: str | None = None,
 ) -> torch.Tensor:
-    """The LLM input before the answer: prompt ids with the clip's visual tokens spliced in, [1, S, D]."""
+    """The LLM input before the answer: prompt ids with the clip's visual tokens spliced in, [1, S, D];
+    video=None: the prompt's text alone (the video placeholder dropped)."""
     if view not in VIEWS:
         raise ValueError(f"view={view!r}: expected one of {VIEWS}")
     device = model.llm.get_input_embeddings().weight.device
+    if video is None:
+        ids = [t for t in prompt_ids(tokenizer, prompt) if t != VIDEO_TOKEN_INDEX]
+        return model.llm.get_input_embeddings()(torch.tensor([ids], device=device))
     clip_1TCHW = _clip(video, device)
     if view == "ego":
         visual_1ND = model.visual_tokens(ego_BTCHW=clip_1TCHW, visual_input=visual_input)
@@ -115,7 +118,7 @@ def candidate_ids(tokenizer: PreTrainedTokenizerBase, candidate: str, with_eos: 
 def score(
     model: Exo2EgoModel,
     tokenizer: PreTrainedTokenizerBase,
-    video: torch.Tensor,
+    video: torch.Tensor | None,
     prompt: str | Sequence[dict],
     candidates: Sequence[str],
     *,
@@ -124,16 +127,24 @@ def score(
     view: str = "ego",
     visual_input: str | None = None,
     chunk_size: int = 64,
+    shared_prefix: bool = True,
 ) -> list[float]:
     """Log-likelihood of each candidate answer given the clip and the prompt, one float per candidate.
 
     reduction "mean" (default): mean log-probability per answer token = minus the LM loss on that answer, so
     ranking by max score is EgoPlan's protocol (argmin LM loss over the options); "sum": the total
     log-probability. The answer tokens are those of a training target (" {answer}" + eos; with_eos=False
-    leaves eos out). The video + prompt prefix goes through the LLM once; its key/value cache is repeated
-    over the candidates, which then run as right-padded batches of `chunk_size` (padding comes after every
-    real token, so under the causal mask it changes nothing that is read; the cache is copied per chunk, so
-    memory grows with cache x chunk_size, not with the number of candidates: EPIC-100's 3,842 sentences).
+    leaves eos out). video=None: the same prompt with no video (its placeholder dropped): log p(answer | no
+    video), the answer's prior under the LM (EPIC MIR's calibrated score subtracts it).
+
+    The video + prompt prefix goes through the LLM once, and its key/value cache is never copied per candidate:
+    each chunk of `chunk_size` candidates is packed into ONE row after the prefix (batch 1, the prefix cache as
+    it is), with a block attention mask (every candidate token sees the whole prefix and the earlier tokens of
+    its own candidate, nothing of the others) and position ids that restart after the prefix for each
+    candidate; the chunk's keys are cropped off the cache afterwards. shared_prefix=False is the reference
+    (and `make bench-eval`'s baseline): a full forward over [prefix, candidate] per candidate, right-padded
+    batches of `chunk_size`, the prefix re-encoded each time; both agree within floating-point tolerance
+    (tests/test_inference.py).
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction={reduction!r}: expected mean or sum")
@@ -142,37 +153,70 @@ def score(
     cand = [candidate_ids(tokenizer, c, with_eos) for c in candidates]
     if not cand or any(not ids for ids in cand):
         raise ValueError(f"candidates={list(candidates)!r}: need at least one, each with at least one token")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     results: list[float] = []
     with _eval(model):
         embeds_1SD = prefix_embeds(model, tokenizer, video, prompt, view=view, visual_input=visual_input)
-        out = model.llm(inputs_embeds=embeds_1SD, use_cache=True, logits_to_keep=1)
-        last_11V = out.logits[:, -1:].float()
-        chunks = [cand[lo : lo + chunk_size] for lo in range(0, len(cand), chunk_size)]
-        for chunk in chunks:
-            # one chunk may use the prefix cache itself; several need their own copy of it
-            cache = out.cache if len(chunks) == 1 else copy.deepcopy(out.cache)
-            total_K, lengths_K = _score_chunk(model, chunk, last_11V, cache, pad, embeds_1SD.device)
-            result_K = total_K / lengths_K if reduction == "mean" else total_K
-            results += [float(v) for v in result_K]
+        if shared_prefix:
+            out = model.llm(inputs_embeds=embeds_1SD, use_cache=True, logits_to_keep=1)
+            last_V = out.logits[0, -1].float()
+        for lo in range(0, len(cand), chunk_size):
+            chunk = cand[lo : lo + chunk_size]
+            if shared_prefix:
+                total_K, lengths_K = _score_packed(model, chunk, last_V, out.cache, embeds_1SD)
+            else:
+                total_K, lengths_K = _score_reencoded(model, tokenizer, chunk, embeds_1SD)
+            results += [float(v) for v in (total_K / lengths_K if reduction == "mean" else total_K)]
     return results
 
 
-def _score_chunk(model, chunk, last_11V, cache, pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed log-probability, length) of each candidate of the chunk after the prefix (its cache and the
-    logits of its last position)."""
+def _score_packed(model, chunk, last_V, cache, embeds_1SD) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed log-probability, length) of each candidate of the chunk after the cached prefix: token 0 of every
+    candidate is predicted by the prefix's last logits, token t > 0 by the logits after its token t - 1 (the
+    last token is never fed), all fed as one packed row."""
+    device, S = embeds_1SD.device, embeds_1SD.shape[1]
+    fed = [ids[:-1] for ids in chunk]
+    T = sum(len(f) for f in fed)
+    total_K = F.log_softmax(last_V, dim=-1)[torch.tensor([ids[0] for ids in chunk], device=device)]
+    if T:
+        ids_1T = torch.tensor([[t for f in fed for t in f]], device=device)
+        block_T = torch.cat([torch.full((len(f),), k, device=device) for k, f in enumerate(fed) if f])
+        step_T = torch.cat([torch.arange(len(f), device=device) for f in fed if f])
+        # additive mask [1, 1, T, S + T]: the prefix for all; within the packed row, own candidate, causal
+        own_TT = (block_T[:, None] == block_T[None]) & (step_T[:, None] >= step_T[None])
+        allowed = torch.cat([torch.ones(T, S, dtype=torch.bool, device=device), own_TT], dim=1)
+        mask = torch.zeros(allowed.shape, dtype=embeds_1SD.dtype, device=device)
+        mask = mask.masked_fill(~allowed, torch.finfo(embeds_1SD.dtype).min)[None, None]
+        logits_TV = (
+            model.llm(
+                input_ids=ids_1T,
+                position_ids=(S + step_T)[None],
+                attention_mask=mask,
+                cache=cache,
+                use_cache=True,
+            )
+            .logits[0]
+            .float()
+        )
+        cache.crop(-T)  # back to the prefix alone for the next chunk
+        target_T = torch.tensor([t for ids in chunk for t in ids[1:]], device=device)
+        logp_T = F.log_softmax(logits_TV, dim=-1).gather(1, target_T[:, None])[:, 0]
+        total_K = total_K.index_add(0, block_T, logp_T)
+    lengths_K = torch.tensor([len(ids) for ids in chunk], device=device, dtype=torch.float32)
+    return total_K, lengths_K
+
+
+def _score_reencoded(model, tokenizer, chunk, embeds_1SD) -> tuple[torch.Tensor, torch.Tensor]:
+    """_score_packed's result from one forward over [prefix, candidate] per candidate (right-padded batch)."""
+    device = embeds_1SD.device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     K, Lc = len(chunk), max(len(ids) for ids in chunk)
     cand_KL = torch.full((K, Lc), pad, dtype=torch.long, device=device)
     for k, ids in enumerate(chunk):
         cand_KL[k, : len(ids)] = torch.tensor(ids, device=device)
-    # position 0 of every candidate is predicted by the prefix's last logits; position t > 0 by the logits
-    # after feeding candidate token t - 1 (so the last token is never fed)
-    logits_KLV = last_11V.expand(K, 1, -1)
-    if Lc > 1:
-        cache.batch_repeat_interleave(K)
-        rest = model.llm(input_ids=cand_KL[:, :-1], cache=cache, use_cache=True).logits.float()
-        logits_KLV = torch.cat([logits_KLV, rest], dim=1)
+    text_KLD = model.llm.get_input_embeddings()(cand_KL[:, :-1]).to(embeds_1SD.dtype)
+    embeds = torch.cat([embeds_1SD.expand(K, -1, -1), text_KLD], dim=1)
+    logits_KLV = model.llm(inputs_embeds=embeds, logits_to_keep=Lc).logits.float()
     logp_KL = F.log_softmax(logits_KLV, dim=-1).gather(2, cand_KL[..., None])[..., 0]
     lengths_K = torch.tensor([len(ids) for ids in chunk], device=device)
-    valid_KL = torch.arange(Lc, device=device)[None] < lengths_K[:, None]
-    return (logp_KL * valid_KL).sum(dim=1), lengths_K
+    total_K = (logp_KL * (torch.arange(Lc, device=device)[None] < lengths_K[:, None])).sum(dim=1)
+    return total_K, lengths_K.float()

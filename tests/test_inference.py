@@ -15,7 +15,13 @@ from transformers import CLIPVisionModel, MistralForCausalLM
 from exo2ego_model.config import load_run_config
 from exo2ego_model.export import load_pretrained, save_pretrained
 from exo2ego_model.generate import generate as generate_reexported
-from exo2ego_model.inference import candidate_ids, generate, generate_ids, prefix_embeds, score
+from exo2ego_model.inference import (
+    candidate_ids,
+    generate,
+    generate_ids,
+    prefix_embeds,
+    score,
+)
 from exo2ego_model.model import Exo2EgoModel, apply_stage, build_model, finish_llm
 from exo2ego_model.prompt import IGNORE_INDEX, prompt_ids, tokenize_conversation
 from exo2ego_model.tiny import tiny_llm_config, tiny_tokenizer, tiny_vision_config
@@ -87,14 +93,35 @@ def test_score_equals_naive_forward_per_candidate(model_tok):
     assert torch.allclose(torch.tensor(got_sum), torch.stack([lp.sum() for lp in naive]), atol=1e-4)
     assert torch.allclose(torch.tensor(got_mean), torch.stack([lp.mean() for lp in naive]), atol=1e-5)
     assert len(set(got_mean)) == len(CANDIDATES)  # not a constant
-    # the prefix is encoded once: one LLM call with the prefix, one batched call for all the candidates
+    # the prefix is encoded once: one LLM call with the prefix, then one packed row (batch 1) for all the
+    # candidates over the prefix's cache as it is (batch 1: never copied per candidate)
     calls = []
-    hook = model.llm.register_forward_pre_hook(lambda m, a, kw: calls.append(kw), with_kwargs=True)
+    hook = model.llm.register_forward_pre_hook(
+        lambda m, a, kw: calls.append((kw, kw.get("cache") and kw["cache"].layers[0].keys.shape)),
+        with_kwargs=True,
+    )
     try:
         score(model, tok, video, QUESTION, CANDIDATES)
     finally:
         hook.remove()
-    assert len(calls) == 2 and calls[1]["input_ids"].shape == (len(CANDIDATES), max(map(len, naive)) - 1)
+    assert len(calls) == 2 and calls[1][0]["input_ids"].shape == (1, sum(len(lp) - 1 for lp in naive))
+    assert calls[1][1][0] == 1  # the cache the candidates read has batch 1
+
+
+def test_shared_prefix_equals_reencoding_the_prefix_per_candidate(model_tok):
+    """Chunks of several candidates (the cache cropped back after each), with and without video (the prior of
+    EPIC MIR's calibrated score), against a full forward over [prefix, candidate] per candidate."""
+    model, tok = model_tok
+    cands = [*CANDIDATES, "I wash the pan and put it away.", "OK"] * 2
+    for video in (clip(1), None):
+        for chunk in (1, 3, 64):
+            got = score(model, tok, video, QUESTION, cands, reduction="sum", chunk_size=chunk)
+            ref = score(
+                model, tok, video, QUESTION, cands, reduction="sum", chunk_size=5, shared_prefix=False
+            )
+            assert torch.allclose(torch.tensor(got), torch.tensor(ref), atol=1e-4), (video is None, chunk)
+    with_video = score(model, tok, clip(1), QUESTION, cands[:3])
+    assert with_video != score(model, tok, None, QUESTION, cands[:3])  # the prior is another distribution
 
 
 def test_generate_decodes_greedily_from_the_training_prefix(model_tok):
