@@ -201,6 +201,23 @@ class Exo2EgoModel(nn.Module):
         ).logits  # fmt: skip
         return vtg_loss(logits_BSV, labels_BS[:, -keep:])
 
+    def llm_token_counts(self, batch: dict, visual_input: str | None = None) -> tuple[int, int]:
+        """(text, video) tokens the LLM processes for `batch` in a VTG forward, for throughput logs.
+
+        text: attended text ids, the video placeholders excluded (each stands for the visual tokens); video:
+        the visual tokens spliced in per row, of the view VTG uses (ego when the batch has it, as forward),
+        twice the connector's count for "x+Fx". From shapes only: nothing is encoded.
+        """
+        rows = int(batch["input_ids_BL"].shape[0])
+        text = int(batch["attention_mask_BL"].sum()) - rows
+        frames_BTCHW = batch.get("ego_BTCHW")
+        copies = 2 if frames_BTCHW is not None and self._visual_input(visual_input) == "x+Fx" else 1
+        if frames_BTCHW is None:
+            frames_BTCHW = batch["exo_BTCHW"]
+        T, (H, W) = frames_BTCHW.shape[1], frames_BTCHW.shape[-2:]
+        patch = self.ego_tower.config.patch_size
+        return text, rows * copies * self.projector.n_tokens(T, H // patch, W // patch)
+
     # ---- losses -------------------------------------------------------------------------------------
     def forward(
         self, batch: dict, losses: dict[str, float], visual_input: str | None = None

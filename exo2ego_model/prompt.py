@@ -93,7 +93,8 @@ def tokenize_conversation(tokenizer, conversations: Sequence[dict], max_tokens: 
     max_tokens counts text ids, the placeholder included (it stands for the visual tokens, which are not counted).
     Truncation keeps the targets: prompt tokens (never bos, never the placeholder) are dropped first, from the
     left, so the `[/INST]` marker stays next to its answer; only if the targets alone do not fit is the sequence
-    cut at the end, and then its last token is set back to eos (the model still learns to stop).
+    cut at the end, with no eos put back: a cut answer must not teach the model to stop mid-answer (its last
+    target is the last token that fits).
     """
     ids: list[int] = []
     target: list[bool] = []
@@ -110,7 +111,6 @@ def tokenize_conversation(tokenizer, conversations: Sequence[dict], max_tokens: 
         ids, target = [ids[i] for i in keep], [target[i] for i in keep]
     if len(ids) > max_tokens:
         ids, target = ids[:max_tokens], target[:max_tokens]
-        ids[-1], target[-1] = tokenizer.eos_token_id, True
     labels = [t if is_target else IGNORE_INDEX for t, is_target in zip(ids, target, strict=True)]
     return ids, labels
 

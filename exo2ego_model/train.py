@@ -255,7 +255,7 @@ def train_stage(run_cfg: RunConfig, stage: StageConfig, ctx: Dist, stop_after: i
                 out = wrapped(batch, stage.losses, **forward_kwargs)
                 (out["loss"] / accum).backward()
             window["samples"] += len(batch["keys"])
-            window["tokens"] += int(batch["attention_mask_BL"].sum())
+            window["tokens"] += sum(model.llm_token_counts(batch, stage.visual_input or None))  # text + video
             for k, v in out.items():
                 window["losses"][k] = window["losses"].get(k, 0.0) + float(v.detach()) / accum
             if not sync:

@@ -254,7 +254,8 @@ def test_truncation_keeps_the_target(tok):
     assert show(tok, ids).endswith("[/INST] short answer</s>")
     assert ids.count(VIDEO_TOKEN_INDEX) == 1  # never dropped by truncation
     ids, labels = tokenize_conversation(tok, [conv[0], {"from": "gpt", "value": "y" * 40}], 16)
-    assert len(ids) == 16 and ids[-1] == labels[-1] == tok.eos_token_id  # target cut, still ends with eos
+    assert len(ids) == 16 and tok.eos_token_id not in ids  # target cut: no eos forced at the cut
+    assert ids[-1] == labels[-1] == tok.convert_tokens_to_ids("y")
 
 
 def test_loader_labels_match_shard_text(moments_build, tok):

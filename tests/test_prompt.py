@@ -89,9 +89,9 @@ def test_truncation_keeps_bos_placeholder_and_answers(tok):
     assert len(ids) == 26 and ids[0] == tok.bos_token_id and ids.count(VIDEO_TOKEN_INDEX) == 1
     assert targets(tok, ids, labels) == " short answer</s>"
     assert show(tok, ids) == "<s><video>xx [/INST] short answer</s>"  # dropped from the left: [/INST] stays
-    # the targets alone do not fit: cut at the end, still ending with eos; bos and placeholder kept
+    # the targets alone do not fit: cut at the end, no eos forced (a cut answer must not teach stopping there)
     ids, labels = tokenize_conversation(tok, [conv[0], {"from": "gpt", "value": "y" * 40}], 16)
-    assert len(ids) == 16 and ids[-1] == labels[-1] == tok.eos_token_id
+    assert len(ids) == 16 and tok.eos_token_id not in ids and ids[-1] == labels[-1] == tok.convert_tokens_to_ids("y")
     assert ids[:2] == [tok.bos_token_id, VIDEO_TOKEN_INDEX]
 
 
