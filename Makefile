@@ -223,6 +223,14 @@ bench-egoit: $(STAMP)
 bench-train: $(STAMP)
 	$(PY) -m tools.bench.train $(ARGS)
 
+# Evaluation candidate scoring (tools/bench/eval.py): the shared video prefix vs the prefix re-encoded per candidate,
+# tiny model on the bundled mini-benchmark (built first when $(EGOBENCH_OUT) has none), at the tiny prefix and at the
+# real configuration's 3,042 visual tokens -> bench_results/eval-bench-<date>.json. ARGS="--only realistic".
+.PHONY: bench-eval
+bench-eval: $(STAMP)
+	test -f $(EGOBENCH_OUT)/stats.json || $(MAKE) build-egobench ARGS=
+	$(PY) -m tools.bench.eval --bench $(EGOBENCH_OUT) $(ARGS)
+
 # EgoBench evaluation (exo2ego_model/eval/run.py): make eval [CKPT=dir] [TASKS=a,b] [BENCH=dir] [EVAL_OUT=dir]
 #   [ARGS="--max-items 50 --frames 16 --size 336 --device cuda"]
 # CKPT: a folder written by export.save_pretrained. With neither CKPT nor BENCH: the tiny random CPU model of

@@ -220,3 +220,29 @@ def _score_reencoded(model, tokenizer, chunk, embeds_1SD) -> tuple[torch.Tensor,
     lengths_K = torch.tensor([len(ids) for ids in chunk], device=device)
     total_K = (logp_KL * (torch.arange(Lc, device=device)[None] < lengths_K[:, None])).sum(dim=1)
     return total_K, lengths_K.float()
+
+
+@torch.no_grad()
+def clip_embedding(
+    model: Exo2EgoModel, video: torch.Tensor, *, visual_input: str | None = None
+) -> torch.Tensor:
+    """A cheap clip vector, [D]: the clip's visual tokens (vision tower + connector, as the LLM gets them),
+    mean-pooled and L2-normalised; no LLM pass. With text_embeddings: EPIC MIR's shortlist similarity."""
+    with _eval(model):
+        device = model.llm.get_input_embeddings().weight.device
+        visual_1ND = model.visual_tokens(ego_BTCHW=_clip(video, device), visual_input=visual_input)
+        return F.normalize(visual_1ND[0].float().mean(dim=0), dim=0)
+
+
+@torch.no_grad()
+def text_embeddings(
+    model: Exo2EgoModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
+) -> torch.Tensor:
+    """Cheap sentence vectors, [N, D]: the mean of each answer's LLM input embeddings (the table lookup, no
+    LLM pass), L2-normalised, in the space the connector maps the clip into."""
+    table = model.llm.get_input_embeddings().weight
+    rows = [
+        table[torch.tensor(answer_ids(tokenizer, t) or [tokenizer.eos_token_id], device=table.device)]
+        for t in texts
+    ]
+    return F.normalize(torch.stack([r.float().mean(dim=0) for r in rows]), dim=1)

@@ -240,6 +240,10 @@ def test_every_kind_scored_and_recorded(bench, full_run):
     # sentence P01_01_1 has no relevancy-1 video among the three: dropped, and the score says it is partial
     assert ep["n"] == 3 and ep["n_sentences"] == 4 and ep["n_sentences_used"] == 3 and ep["partial"] is True
     assert 0 < ep["mAP"]["avg"] <= 1 and 0 < ep["nDCG"]["avg"] <= 1
+    # calibrated beside raw (eval/mir.py): a constant per sentence column leaves t2v as it is
+    assert ep["calibrated"]["mAP"]["t2v"] == pytest.approx(ep["mAP"]["t2v"])
+    assert 0 < ep["calibrated"]["mAP"]["v2t"] <= 1 and ep["calibrated"]["nDCG"]["avg"] is not None
+    assert ep["shortlist"]["k"] == 0 and ep["shortlist"]["n_with_gold"] == 3
     mcq = tasks["egomcq"]
     assert mcq["n_inter"] == 1 and mcq["n_intra"] == 1 and mcq["inter"] in (0.0, 1.0)
     # candidates scored: ranking options, classes, sentences, clips

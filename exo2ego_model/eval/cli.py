@@ -72,6 +72,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--candidate-batch", type=int, default=64, help="candidates per forward on one prefix")
     p.add_argument("--no-similarity", action="store_true", help="QAEgo4D open without sentence similarity")
+    p.add_argument(
+        "--shortlist",
+        type=int,
+        default=0,
+        help="EPIC MIR: the LLM scores only the top K sentences of a cheap visual/text similarity per clip "
+        "(0, default: every sentence, the exact protocol; scores.json reports the shortlist's recall at k)",
+    )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print forward passes and projected GPU-hours per task for the real benchmark sizes, run nothing",
+    )
+    p.add_argument(
+        "--pass-ms",
+        type=float,
+        default=None,
+        help="--plan: measured ms of one prefix forward pass of the real model on the target GPU (e.g. from "
+        "`make bench-eval` there); default: plan.py's stated FLOP-based assumption for Mistral-7B on an H100",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the tiny model (no --ckpt)")
     p.add_argument(
         "--threads",
@@ -93,6 +112,10 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
         value = getattr(a, name)
         if value is not None and value < low:
             raise UsageError(f"--{name.replace('_', '-')} {value}: must be >= {low}")
+    if a.shortlist < 0:
+        raise UsageError(f"--shortlist {a.shortlist}: must be >= 0 (0: every sentence)")
+    if a.pass_ms is not None and not a.pass_ms > 0:
+        raise UsageError(f"--pass-ms {a.pass_ms}: must be > 0")
     if a.candidate_batch < 1:
         raise UsageError(f"--candidate-batch {a.candidate_batch}: must be >= 1")
     if not _DEVICE.match(a.device):

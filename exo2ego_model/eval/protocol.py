@@ -21,6 +21,7 @@ from pipeline.datasets import EGOBENCH_TASKS as TASKS
 
 from .bench_io import ItemError, SentenceSet, clips_of, digest_of
 from .choice import OPEN_VOCABULARY, match_answer, parse_choice
+from .mir import sentence_scores
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_CONFIG = REPO / "configs" / "smoke" / "run.yaml"
@@ -69,6 +70,9 @@ class EvalConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
     overwrite: bool = False  # replace the outputs in `out` (predictions of another model or other settings)
+    shortlist: int = 0  # EPIC MIR: the LLM scores the top k sentences of a cheap similarity (0: all; mir.py)
+    plan: bool = False  # print the cost plan for the real benchmark sizes and stop (plan.py)
+    pass_ms: float | None = None  # the plan's time per forward pass of the prefix (None: plan.py's default)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -116,7 +120,7 @@ def load_model(ckpt: str | None, device: torch.device, seed: int = 0):
 @torch.no_grad()
 def score_many(model, tokenizer, video, prompt, candidates: Sequence[str], batch: int = 64) -> list[float]:
     """inference.score (mean log-likelihood per answer token, eos included) over any number of candidates, in
-    chunks of `batch`: the video + prompt prefix runs once, its KV cache is copied per chunk."""
+    chunks of `batch`: the video + prompt prefix runs once, its KV cache is shared (never copied) by them."""
     from exo2ego_model.inference import score
 
     return score(model, tokenizer, video, prompt, candidates, chunk_size=batch)
@@ -306,14 +310,16 @@ class Runner:
             raise ItemError(f"no relevancy classes: verb_class={verb!r}, noun_classes={nouns!r}")
         video = self.video(clips, 0, 1)
         prompt = PROMPTS["retrieval"]
-        sim = np.asarray(self._score(video, prompt, self.sentences.texts, rec), dtype=np.float32)
-        order = np.argsort(-sim, kind="stable")
         own = doc.get("sentence_id", "")
+        raw, calibrated = sentence_scores(self, video, prompt, rec, own)  # mir.py: raw - prior, shortlist
+        sim = raw.astype(np.float32)
+        order = np.argsort(-sim, kind="stable")
         rec.update(
             prompt=prompt,
             n_sentences=len(sim),
             sentences_digest=digest_of(self.sentences.ids),
             sim_f32_b64=base64.b64encode(sim.astype("<f4").tobytes()).decode(),
+            sim_calibrated_f32_b64=base64.b64encode(calibrated.astype("<f4").tobytes()).decode(),
             top5=[self.sentences.ids[i] for i in order[:5]],
             sentence_id=own,
             own_rank=(int(np.flatnonzero(np.asarray(self.sentences.ids)[order] == own)[0]) + 1)

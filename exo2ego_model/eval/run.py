@@ -136,6 +136,7 @@ def _run_info(cfg: EvalConfig, model_sha256: str, frames: int, size: int) -> dic
         "size": size,
         "max_new_tokens": cfg.max_new_tokens,
         "prompts": PROMPTS_DIGEST,
+        "shortlist": cfg.shortlist,  # EPIC MIR's sentences: all (0) or the top k of the cheap similarity
     }
 
 
@@ -363,6 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc), each failure one line on stderr."""
     try:
         cfg = parse_args(argv)
+        if cfg.plan:  # the cost of the real benchmark, before running anything (plan.py)
+            from .plan import print_plan
+
+            return print_plan(cfg)
         res = evaluate(cfg, log=_log)
     except KeyError as e:  # export.load_pretrained: missing / unexpected weights
         print(f"error: {_one_line(e)}", file=sys.stderr)

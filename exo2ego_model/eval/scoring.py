@@ -17,6 +17,7 @@ from pipeline.datasets import EGOBENCH_TASKS as TASKS
 from . import paper
 from .bench_io import SentenceSet, digest_of
 from .choice import OPEN_VOCABULARY, accuracy, egomcq_accuracy
+from .mir import shortlist_report
 from .protocol import DEFAULT_REPORTED, REPORTED
 from .retrieval import charades_map, epic_mir, epic_relevancy
 
@@ -171,6 +172,19 @@ def _score_retrieval(ok: list[dict], sentences: SentenceSet | None) -> dict:
     res = epic_mir(sim[keep_rows][:, keep_cols].astype(np.float64), rel[keep_rows][:, keep_cols])
     ranks = [r["own_rank"] for r in rows if r.get("own_rank")]
     out["own_sentence_median_rank"] = float(np.median(ranks)) if ranks else None
+    # calibrated (mir.py): log p(s|v) - log p(s|no video); rows from before it was recorded have none
+    if all(r.get("sim_calibrated_f32_b64") for r in rows):
+        cal = np.stack(
+            [np.frombuffer(base64.b64decode(r["sim_calibrated_f32_b64"]), dtype="<f4") for r in rows]
+        )
+        out["calibrated"] = epic_mir(
+            cal[keep_rows][:, keep_cols].astype(np.float64), rel[keep_rows][:, keep_cols]
+        )
+        out["calibrated"]["score"] = "mean log p(s|video) - mean log p(s|no video), per token"
+    else:
+        out["calibrated"] = {"mAP": None, "nDCG": None, "score": "not recorded by these predictions"}
+    out["raw_score"] = "mean log p(s|video) per token"
+    out["shortlist"] = shortlist_report(rows, len(sentences.ids))
     return {**out, **res}
 
 
@@ -319,6 +333,16 @@ def render_table(scores: dict) -> str:
             f"| {_pct(ours) if t else 'not run'} | {protocol} | {_n(t, row.score_key)} "
             f"| {t['n_errors'] if t else ''} | {note} |"
         )
+    mir = tasks.get("epic_mir") or {}
+    if mir.get("shortlist"):
+        sl = mir["shortlist"]
+        recall = ", ".join(f"@{k} {_pct(v)}" for k, v in sl["recall_at"].items())
+        used = f"top {sl['k']} re-ranked by the LLM" if sl["k"] else "off (every sentence scored)"
+        lines += [
+            "",
+            f"EPIC-100 MIR shortlist: {used}; recall of the gold sentence under the cheap similarity ({sl['similarity']}), "
+            f"percent over {sl['n_with_gold']} clips: {recall or '–'}.",
+        ]
     lines += _items_table(scores)
     lines += ["", "Candidates scored per second (ranking, classes, sentences, clips):", ""]
     for task, t in tasks.items():
