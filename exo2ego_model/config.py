@@ -32,6 +32,8 @@ def _check(cond: bool, where: str, value, why: str) -> None:
 CONNECTORS = ("stc", "stc_v35", "mlp")
 MAPPINGS = ("resnet", "mlp")
 VISUAL_INPUTS = ("x+Fx", "x")
+# how a frame becomes square (video.fit_square): "pad" with the CLIP mean colour (VideoLLaMA2), "crop" the centre
+ASPECTS = ("pad", "crop")
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,14 @@ class ModelConfig:
     llm: str = "mistralai/Mistral-7B-Instruct-v0.2"
     # A VideoLLaMA2 checkpoint directory (config.json + safetensors) whose vision tower, connector and LLM
     # initialise the exo branch (the ego tower then copies the exo one); "" keeps vision_tower / llm weights.
+    # When set, the LLM's architecture and tokenizer come from this directory (llm is not read) and
+    # vision_tower gives the tower's architecture only (its config.json: CLIP-L/336's folder), as VideoLLaMA2.
     videollama2: str = ""
     n_frames: int = 16
     image_size: int = 336
+    # frames to squares, in training, evaluation and the lmms-eval adapter alike (video.fit_square): "pad" to a
+    # square with the CLIP mean colour, then resize (VideoLLaMA2's image_aspect_ratio: pad), or "crop" the centre
+    aspect: str = "pad"
     feature_layer: int = -2  # CLIP hidden_states index the features come from (VideoLLaMA2: select_layer -2)
     # Visual features -> LLM tokens. "stc": VideoLLaMA2's STC connector (mm_projector_type stc_connector: RegNet
     # stage, Conv3d 2x2x2 with padding 1, RegNet stage, MLP); "stc_v35": its stc_connector_v35 (padding 0);
@@ -73,6 +80,7 @@ class ModelConfig:
             f"must divide n_frames={self.n_frames}",
         )
         _check(self.feature_layer != 0, "model.feature_layer", self.feature_layer, "0 is the embeddings")
+        _check(self.aspect in ASPECTS, "model.aspect", self.aspect, f"expected one of {ASPECTS}")
         _check(self.connector in CONNECTORS, "model.connector", self.connector, f"expected one of {CONNECTORS}")
         _check(self.connector_depth >= 0, "model.connector_depth", self.connector_depth, "must be >= 0")
         _check(self.connector_width >= 0, "model.connector_width", self.connector_width, "must be >= 0")

@@ -60,7 +60,7 @@ from exo2ego_model.prompt import (  # the chat format, shared with inference (on
     VIDEO_TOKEN_INDEX,
     tokenize_conversation,
 )
-from exo2ego_model.video import CLIP_MEAN, CLIP_STD, decode_clip, normalize, uniform_indices
+from exo2ego_model.video import CLIP_MEAN, CLIP_STD, DEFAULT_ASPECT, decode_clip, normalize, uniform_indices
 
 __all__ = [
     "CLIP_MEAN",
@@ -192,12 +192,17 @@ class Undecoded(list):
     """A batch of undecoded samples, sent for batches that `skip_batches` will (almost surely) drop."""
 
 
-def decode_batch(items: list[dict], collate, n_frames: int, size: int, handler: Handler):
-    """(collated batch or None when every sample failed, stop?) of undecoded samples."""
+def decode_batch(
+    items: list[dict], collate, n_frames: int, size: int, handler: Handler, aspect: str = DEFAULT_ASPECT
+):
+    """(collated batch or None when every sample failed, stop?) of undecoded samples; frames made square by
+    video.fit_square(aspect), as evaluation does."""
     decoded = []
     for item in items:
         try:
-            views = {v: decode_clip(item[v], n_frames, size) for v in ("ego", "exo") if v in item}
+            views = {
+                v: decode_clip(item[v], n_frames, size, aspect=aspect) for v in ("ego", "exo") if v in item
+            }
         except Exception as exn:
             if _handle(handler, exn, item["url"], item["key"]):
                 continue
@@ -213,6 +218,7 @@ def decode_batches(
     size: int,
     skip_batches: int = 0,
     handler: Handler = wds.reraise_exception,
+    aspect: str = DEFAULT_ASPECT,
 ):
     """Stage: lists of samples -> collated batches.
 
@@ -229,7 +235,7 @@ def decode_batches(
         if j * n_workers + worker < skip_batches:
             yield Undecoded(items)
             continue
-        batch, stop = decode_batch(items, collate, n_frames, size, handler)
+        batch, stop = decode_batch(items, collate, n_frames, size, handler, aspect)
         if batch is not None:
             yield batch
         if stop:
@@ -280,6 +286,7 @@ def make_loader(
     skip_batches: int = 0,
     handler: Handler = wds.reraise_exception,
     normalize_frames: bool = True,
+    aspect: str = DEFAULT_ASPECT,
 ) -> Loader:
     """Batches of stage `kind` ("exo" | "pairs" | "instruct" | "ego") for one rank, from cfg.shards.
 
@@ -294,6 +301,7 @@ def make_loader(
     Ranks can get different batch counts in finite mode (shards differ in size); a distributed trainer must
     stop all ranks together (or use resampled mode, where counts are equal).
     handler: see the module doc. normalize_frames=False: uint8 frames (see make_collate).
+    aspect: how frames become square (video.fit_square): pass the model config's `model.aspect`.
     """
     if kind not in STAGE_DATA:
         raise ValueError(f"kind={kind!r}: expected one of {STAGE_DATA}")
@@ -333,11 +341,13 @@ def make_loader(
         stages.append(wds.pipelinefilter(take_samples)(per_rank))
     stages += [
         wds.batched(batch_size, collation_fn=None, partial=True),
-        wds.pipelinefilter(decode_batches)(collate, cfg.n_frames, cfg.image_size, skip_batches, handler),
+        wds.pipelinefilter(decode_batches)(
+            collate, cfg.n_frames, cfg.image_size, skip_batches, handler, aspect
+        ),
     ]
 
     def decode(items):
-        return decode_batch(items, collate, cfg.n_frames, cfg.image_size, handler)
+        return decode_batch(items, collate, cfg.n_frames, cfg.image_size, handler, aspect)
 
     return Loader(
         wds.DataPipeline(*stages),

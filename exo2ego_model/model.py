@@ -307,9 +307,10 @@ def build_model(
 ) -> tuple[Exo2EgoModel, PreTrainedTokenizerBase]:
     """Towers + LLM from local checkpoints (or "tiny" random ones), everything on `device`.
 
-    cfg.videollama2 set: the exo tower, connector and LLM take that checkpoint's weights (videollama2.py;
-    cfg.vision_tower / cfg.llm then give only the architectures and the tokenizer), the ego tower copies the
-    exo tower. The LLM weights take cfg.dtype on an accelerator and float32 on CPU. The towers, F, G and the
+    cfg.videollama2 set: the exo tower, connector and LLM take that checkpoint's weights, strictly, and the LLM's
+    architecture and tokenizer are the checkpoint's (videollama2.py; cfg.vision_tower then gives only the tower's
+    architecture, cfg.llm is not read); the ego tower copies the exo tower; `model.videollama2_report` says what
+    was loaded. The LLM weights take cfg.dtype on an accelerator and float32 on CPU. The towers, F, G and the
     connector stay float32 (they are what stages 1-2 train; AdamW on bf16 weights loses small updates); their
     outputs are cast to the LLM's dtype at the embedding boundary.
     """
@@ -318,12 +319,16 @@ def build_model(
     own_weights = not cfg.videollama2
     exo_tower = _vision_tower(cfg, weights=own_weights)
     ego_tower = copy.deepcopy(exo_tower)  # the paper initialises both towers from the same CLIP
-    llm, tokenizer = _llm(cfg, llm_dtype, weights=own_weights)
+    if cfg.videollama2:  # the LLM's architecture and tokenizer are the checkpoint's own (its config.json)
+        from .videollama2 import build_llm, load_videollama2_into
+
+        llm, tokenizer = build_llm(cfg.videollama2, llm_dtype)
+        finish_llm(llm, tokenizer)
+    else:
+        llm, tokenizer = _llm(cfg, llm_dtype)
     model = Exo2EgoModel(cfg, exo_tower, ego_tower, llm)
     if cfg.videollama2:
-        from .videollama2 import load_videollama2_into
-
-        load_videollama2_into(model, cfg.videollama2)
+        model.videollama2_report = load_videollama2_into(model, cfg.videollama2)  # summary(): what was loaded
     return model.to(device), tokenizer
 
 

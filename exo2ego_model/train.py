@@ -167,6 +167,8 @@ def build_stage_model(run_cfg: RunConfig, index: int, ctx: Dist, *, no_dist: boo
     the previous stage's final weights loaded strictly): (model, tokenizer, earlier stages)."""
     seed_all(run_cfg.seed)  # the same build on every rank, in every run
     model, tokenizer = build_model(run_cfg.model, device=ctx.device)
+    if ctx.is_main and getattr(model, "videollama2_report", None) is not None:
+        print(model.videollama2_report.summary(), flush=True)  # what the VideoLLaMA2 checkpoint filled, per module
     earlier = run_cfg.stages[:index]
     for stage in earlier:
         apply_stage(model, stage)
@@ -243,6 +245,7 @@ def train_stage(run_cfg: RunConfig, stage: StageConfig, ctx: Dist, stop_after: i
             epoch=epoch,
             skip_batches=consumed,
             normalize_frames=False,
+            aspect=run_cfg.model.aspect,  # frames made square as evaluation makes them (video.fit_square)
         )
         for batch in isolated_batches(loader):
             batch = {

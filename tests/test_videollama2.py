@@ -1,5 +1,11 @@
-"""exo2ego_model.videollama2: a tiny checkpoint in VideoLLaMA2's on-disk layout (config.json + safetensors with its
-key names) loads into the exo branch; the connector's names are VideoLLaMA2's / timm's; mismatches are errors."""
+"""exo2ego_model.videollama2: a checkpoint folder in VideoLLaMA2's RELEASED layout (DAMO-NLP-SG/VideoLLaMA2-7B:
+config.json with its real fields, model.safetensors.index.json + model-0000k-of-00004.safetensors shards, the
+tokenizer files, the real key names) at reduced width loads strictly into the exo branch; the LLM's architecture
+is the checkpoint's; a missing or an extra tensor fails naming it.
+
+The key names and shapes below are written out from VideoLLaMA2's model code and transformers 4.37's CLIP /
+Mistral modules (the versions that saved the release), not read from our modules: a loader that expects other
+names fails here."""
 
 from __future__ import annotations
 
@@ -10,17 +16,24 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import CLIPVisionModel, MistralForCausalLM
+from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModel
 
 from exo2ego_model.config import ConfigError, ModelConfig
 from exo2ego_model.connector import STCConnector
 from exo2ego_model.model import build_model
-from exo2ego_model.tiny import tiny_llm_config, tiny_tokenizer, tiny_vision_config
-from exo2ego_model.videollama2 import load_videollama2_into, map_key
+from exo2ego_model.tiny import tiny_tokenizer
 
-CFG = ModelConfig(vision_tower="tiny", llm="tiny", n_frames=4, image_size=32, connector_depth=2, mapping_blocks=1,
-                  mapping_downsample=1, dtype="float32")  # fmt: skip
 TOWER = "model.vision_tower.vision_tower.vision_model."
+VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, patch_size=8,
+              image_size=32)  # fmt: skip
+# the LLM deliberately differs from tiny.tiny_llm_config: its architecture must come from the checkpoint
+LLM = dict(
+    hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2
+)
+VOCAB = len(tiny_tokenizer())
+DEPTH = 2
+CFG = ModelConfig(vision_tower="", llm="/not/read/when/videollama2/is/set", n_frames=4, image_size=32,
+                  connector_depth=DEPTH, mapping_blocks=1, mapping_downsample=1, dtype="float32")  # fmt: skip
 
 
 def stc_keys(C: int, W: int, D: int, depth: int) -> dict[str, tuple[int, ...]]:
@@ -52,115 +65,202 @@ def test_stc_connector_has_videollama2s_names_and_shapes():
         assert ours == stc_keys(C, W, D, depth)
 
 
-def write_checkpoint(root: Path, *, sharded: bool = False, extra: dict | None = None, drop: str = "",
-                     meta: dict | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
-    """A VideoLLaMA2-7B-shaped checkpoint at tiny sizes: full CLIP tower (all its layers, post-layernorm),
-    STC connector as wide as the LLM, Mistral LLM; returns the tensors written."""
+def tower_keys() -> dict[str, tuple[int, ...]]:
+    """transformers 4.37 CLIPVisionModel (CLIPVisionTransformer under `vision_model.`), as VideoLLaMA2 saved it."""
+    C, F, p, n = (VISION[k] for k in ("hidden_size", "intermediate_size", "patch_size", "num_hidden_layers"))
+    keys = {"embeddings.class_embedding": (C,), "embeddings.patch_embedding.weight": (C, 3, p, p),
+            "embeddings.position_embedding.weight": ((VISION["image_size"] // p) ** 2 + 1, C),
+            "pre_layrnorm.weight": (C,), "pre_layrnorm.bias": (C,),
+            "post_layernorm.weight": (C,), "post_layernorm.bias": (C,)}  # fmt: skip
+    for i in range(n):
+        L = f"encoder.layers.{i}."
+        for proj in ("k_proj", "v_proj", "q_proj", "out_proj"):
+            keys |= {f"{L}self_attn.{proj}.weight": (C, C), f"{L}self_attn.{proj}.bias": (C,)}
+        keys |= {L + "layer_norm1.weight": (C,), L + "layer_norm1.bias": (C,), L + "mlp.fc1.weight": (F, C),
+                 L + "mlp.fc1.bias": (F,), L + "mlp.fc2.weight": (C, F), L + "mlp.fc2.bias": (C,),
+                 L + "layer_norm2.weight": (C,), L + "layer_norm2.bias": (C,)}  # fmt: skip
+    return {TOWER + k: v for k, v in keys.items()}
+
+
+def llm_keys() -> dict[str, tuple[int, ...]]:
+    """MistralForCausalLM: model.embed_tokens / model.layers.N / model.norm, and an untied lm_head."""
+    D, F, H, K = (
+        LLM[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads")
+    )
+    kv = K * D // H
+    keys = {"model.embed_tokens.weight": (VOCAB, D), "model.norm.weight": (D,), "lm_head.weight": (VOCAB, D)}
+    for i in range(LLM["num_hidden_layers"]):
+        L = f"model.layers.{i}."
+        keys |= {L + "self_attn.q_proj.weight": (D, D), L + "self_attn.k_proj.weight": (kv, D),
+                 L + "self_attn.v_proj.weight": (kv, D), L + "self_attn.o_proj.weight": (D, D),
+                 L + "mlp.gate_proj.weight": (F, D), L + "mlp.up_proj.weight": (F, D), L + "mlp.down_proj.weight": (D, F),
+                 L + "input_layernorm.weight": (D,), L + "post_attention_layernorm.weight": (D,)}  # fmt: skip
+    return keys
+
+
+def released_config(**meta) -> dict:
+    """DAMO-NLP-SG/VideoLLaMA2-7B's config.json, field for field, at reduced width."""
+    return {"_name_or_path": "mistralai/Mistral-7B-Instruct-v0.2", "architectures": ["Videollama2MistralForCausalLM"],
+            "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2, "freeze_mm_mlp_adapter": False,
+            "hidden_act": "silu", "image_aspect_ratio": "pad", "initializer_range": 0.02,
+            "max_position_embeddings": 1024, "mm_hidden_size": VISION["hidden_size"], "mm_projector_lr": None,
+            "mm_projector_type": "stc_connector", "mm_use_im_patch_token": False, "mm_use_im_start_end": False,
+            "mm_vision_select_feature": "patch", "mm_vision_select_layer": -2,
+            "mm_vision_tower": "openai/clip-vit-large-patch14-336", "model_type": "videollama2_mistral",
+            "num_frames": 4, "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "sliding_window": None,
+            "tie_word_embeddings": False, "tokenizer_model_max_length": 2048, "tokenizer_padding_side": "right",
+            "torch_dtype": "bfloat16", "transformers_version": "4.37.2", "tune_mm_mlp_adapter": False,
+            "use_cache": True, "use_mm_proj": True, "vocab_size": VOCAB, **LLM, **meta}  # fmt: skip
+
+
+def write_clip(root: Path) -> Path:
+    """openai/clip-vit-large-patch14-336's folder layout (a CLIPConfig with vision_config) at reduced width."""
+    text = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    CLIPConfig(vision_config=CLIPVisionConfig(**VISION).to_dict(), text_config=text).save_pretrained(root)
+    return root
+
+
+def write_released(
+    root: Path, *, drop: str = "", extra: dict | None = None, meta: dict | None = None
+) -> dict:
+    """The released folder; returns the tensors written."""
     root.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(123)
-    tower = CLIPVisionModel(tiny_vision_config(CFG.image_size))
-    llm = MistralForCausalLM(tiny_llm_config(len(tiny_tokenizer())))
-    C, D = tower.config.hidden_size, llm.config.hidden_size
-    state = {TOWER + k: v for k, v in tower.state_dict().items()}
-    state |= {"model.mm_projector." + k: torch.randn(shape) for k, shape in stc_keys(C, D, D, 2).items()}
-    state |= dict(llm.state_dict())  # model.embed_tokens / model.layers / model.norm / lm_head
-    state |= extra or {}
-    state.pop(drop, None)
-    state = {k: v.contiguous() for k, v in state.items()}
-    config = {**llm.config.to_dict(), "model_type": "videollama2_mistral", "architectures": ["Videollama2MistralForCausalLM"],
-              "mm_projector_type": "stc_connector", "mm_hidden_size": C, "mm_vision_select_layer": -2,
-              "mm_vision_select_feature": "patch", "mm_vision_tower": "openai/clip-vit-large-patch14-336",
-              "num_frames": 8, **(meta or {})}  # fmt: skip
-    (root / "config.json").write_text(json.dumps(config))
-    if sharded:
-        keys = sorted(state)
-        halves = {
-            "model-00001-of-00002.safetensors": keys[::2],
-            "model-00002-of-00002.safetensors": keys[1::2],
-        }
-        for name, part in halves.items():
-            save_file({k: state[k] for k in part}, root / name)
-        weight_map = {k: name for name, part in halves.items() for k in part}
-        (root / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    else:
-        save_file(state, root / "model.safetensors")
+    gen = torch.Generator().manual_seed(123)
+    shapes = llm_keys() | tower_keys()
+    shapes |= {"model.mm_projector." + k: v for k, v in stc_keys(VISION["hidden_size"], LLM["hidden_size"],
+                                                                 LLM["hidden_size"], DEPTH).items()}  # fmt: skip
+    state = {k: torch.randn(v, generator=gen) for k, v in shapes.items() if k != drop} | (extra or {})
+    names = list(state)
+    shards = [names[i::4] for i in range(4)]
+    weight_map = {}
+    for i, part in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-00004.safetensors"
+        save_file({k: state[k] for k in part}, root / name, metadata={"format": "pt"})
+        weight_map |= dict.fromkeys(part, name)
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    (root / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    (root / "config.json").write_text(json.dumps(released_config(**(meta or {})), indent=2))
+    tiny_tokenizer().save_pretrained(root)
     return state
 
 
-@pytest.mark.parametrize("sharded", [False, True])
-def test_checkpoint_lands_in_the_exo_branch(tmp_path, sharded):
-    state = write_checkpoint(
-        tmp_path / "vl2", sharded=sharded, extra={"model.some_new_head.weight": torch.zeros(2)}
-    )
-    with pytest.warns(UserWarning, match="some_new_head"):
-        model, _ = build_model(dataclasses.replace(CFG, videollama2=str(tmp_path / "vl2")))
-    ours = model.state_dict()
-    n_layers = len(model.exo_tower.encoder.layers)
+def build(tmp_path: Path, **write):
+    state = write_released(tmp_path / "VideoLLaMA2-7B", **write)
+    cfg = dataclasses.replace(CFG, vision_tower=str(write_clip(tmp_path / "clip-vit-large-patch14-336")),
+                              videollama2=str(tmp_path / "VideoLLaMA2-7B"))  # fmt: skip
+    return state, cfg
+
+
+def tower_state(model) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("vision_model."): v for k, v in model.exo_tower.state_dict().items()}
+
+
+def test_released_layout_loads_strictly(tmp_path):
+    state, cfg = build(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "VideoLLaMA2-7B").glob("model-*.safetensors")) == [
+        f"model-0000{i}-of-00004.safetensors" for i in range(1, 5)
+    ]
+    model, tokenizer = build_model(cfg)
+    # the LLM's architecture and tokenizer are the checkpoint's (CFG.llm names no folder and is not read)
+    assert (model.llm.config.hidden_size, model.llm.config.num_hidden_layers) == (48, 3)
+    assert (model.llm.config.intermediate_size, model.llm.config.num_key_value_heads) == (96, 2)
+    assert len(tokenizer) == VOCAB
+    # every released tensor landed, under its real name, except the ones VideoLLaMA2 never uses
+    tower, sd = tower_state(model), model.state_dict()
+    dropped = {TOWER + "post_layernorm.weight", TOWER + "post_layernorm.bias"}
+    dropped |= {k for k in state if k.startswith(TOWER + "encoder.layers.2.")}  # after select_layer -2
     for key, tensor in state.items():
-        our_key = map_key(key)
-        if our_key in ours:
-            assert torch.equal(ours[our_key], tensor), key
-    # spot checks of where things land
-    assert torch.equal(ours["exo_tower.embeddings.patch_embedding.weight"],
-                       state[TOWER + "embeddings.patch_embedding.weight"])  # fmt: skip
-    assert torch.equal(
-        ours["projector.s1.b1.conv2.conv.weight"], state["model.mm_projector.s1.b1.conv2.conv.weight"]
-    )
-    assert torch.equal(ours["projector.readout.2.bias"], state["model.mm_projector.readout.2.bias"])
+        if key in dropped:
+            continue
+        if key.startswith(TOWER):
+            got = tower[key[len(TOWER) :]]
+        elif key.startswith("model.mm_projector."):
+            got = sd["projector." + key[len("model.mm_projector.") :]]
+        else:
+            got = sd["llm." + key]
+        assert torch.equal(got, tensor), key
     assert torch.equal(model.llm.get_input_embeddings().weight, state["model.embed_tokens.weight"])
-    assert torch.equal(ours["llm.lm_head.weight"], state["lm_head.weight"])
-    # the ego tower copies the exo tower; the layer after select_layer -2 is not part of either
-    assert all(torch.equal(v, ours["exo_tower." + k[len("ego_tower.") :]]) for k, v in ours.items()
-               if k.startswith("ego_tower."))  # fmt: skip
-    assert f"{TOWER}encoder.layers.{n_layers}.mlp.fc1.weight" in state and n_layers == 1
+    assert torch.equal(model.llm.lm_head.weight, state["lm_head.weight"])
+    assert all(torch.equal(v, tower[k.removeprefix("vision_model.")])
+               for k, v in model.ego_tower.state_dict().items())  # fmt: skip
+    # the report: counts per module, the dropped tensors by name
+    report = model.videollama2_report
+    assert set(report.dropped) == dropped
+    n = {m: sum(1 for k in state if k not in dropped and k.startswith(p)) for m, p in
+         (("exo_tower", TOWER), ("projector", "model.mm_projector."))}  # fmt: skip
+    n["llm"] = len(state) - len(dropped) - n["exo_tower"] - n["projector"]
+    params = {m: sum(v.numel() for k, v in sd.items() if k.startswith(m + ".")) for m in n}
+    assert report.per_module == {m: [n[m], params[m]] for m in ("exo_tower", "projector", "llm")}
+    assert all(f"{m} {n[m]} tensors" in report.summary() for m in n)
+
+
+@pytest.mark.parametrize(
+    "drop",
+    [
+        TOWER + "encoder.layers.1.self_attn.k_proj.bias",
+        "model.mm_projector.s2.b1.se.fc1.bias",
+        "lm_head.weight",
+        "model.layers.2.mlp.down_proj.weight",
+    ],  # fmt: skip
+)
+def test_a_missing_tensor_fails_naming_it(tmp_path, drop):
+    _, cfg = build(tmp_path, drop=drop)
+    with pytest.raises(KeyError, match="1 of our weights missing.*" + drop.replace(".", r"\.")):
+        build_model(cfg)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "model.mm_projector.s3.b1.conv1.conv.weight",
+        TOWER + "encoder.layers.3.mlp.fc1.weight",
+        "model.vision_tower.vision_tower.logit_scale",
+        "model.layers.3.input_layernorm.weight",
+        "lm_head.bias",
+    ],  # fmt: skip
+)
+def test_an_extra_tensor_fails_naming_it(tmp_path, extra):
+    _, cfg = build(tmp_path, extra={extra: torch.zeros(4)})
+    with pytest.raises(
+        KeyError, match="1 checkpoint tensors that load nowhere: " + extra.replace(".", r"\.")
+    ):
+        build_model(cfg)
 
 
 def test_features_equal_videollama2s_select_layer(tmp_path):
     """Our exo features = hidden_states[-2][:, 1:] of the checkpoint's full CLIP tower, as VideoLLaMA2 computes."""
-    state = write_checkpoint(tmp_path / "vl2")
-    model, _ = build_model(dataclasses.replace(CFG, videollama2=str(tmp_path / "vl2")))
-    tower = CLIPVisionModel(tiny_vision_config(CFG.image_size))
-    tower.load_state_dict({k[len(TOWER) :]: v for k, v in state.items() if k.startswith(TOWER)})
+    state, cfg = build(tmp_path)
+    model, _ = build_model(cfg)
+    full = CLIPVisionModel(CLIPVisionConfig(**VISION))
+    ours = {k.removeprefix("vision_model."): k for k in full.state_dict()}
+    full.load_state_dict({ours[k[len(TOWER) :]]: v for k, v in state.items() if k.startswith(TOWER)})
     frames = torch.randn(1, CFG.n_frames, 3, CFG.image_size, CFG.image_size)
-    want = tower.eval()(pixel_values=frames[0], output_hidden_states=True).hidden_states[-2][:, 1:]
+    want = full.eval()(pixel_values=frames[0], output_hidden_states=True).hidden_states[-2][:, 1:]
     got = model.eval().encode(frames, "exo")[0].flatten(1, 2)
     assert torch.allclose(got, want, atol=1e-5)
 
 
-def test_report_lists_unused_and_unexpected(tmp_path):
-    position_ids = TOWER + "embeddings.position_ids"  # a buffer older transformers versions saved
-    state = write_checkpoint(tmp_path / "vl2", extra={position_ids: torch.arange(17)[None]})
-    torch.manual_seed(0)
-    model, _ = build_model(CFG)
-    report = load_videollama2_into(model, tmp_path / "vl2")
-    assert report.unexpected == []
-    # dropped on purpose: the buffer, the tower's post-layernorm, its last layer (after select_layer -2)
-    last_layer = {k for k in state if k.startswith(TOWER + "encoder.layers.1.")}
-    assert last_layer and set(report.unused) == {position_ids, TOWER + "post_layernorm.weight",
-                                                 TOWER + "post_layernorm.bias"} | last_layer  # fmt: skip
-    assert set(report.loaded) == {
-        k for k in model.state_dict() if k.startswith(("exo_tower.", "projector.", "llm."))
-    }
-
-
 @pytest.mark.parametrize(
-    ("write", "cfg", "error", "match"),
+    ("meta", "cfg", "match"),
     [
-        (
-            dict(drop="model.mm_projector.s2.b1.se.fc1.bias"),
-            {},
-            KeyError,
-            r"projector\.s2\.b1\.se\.fc1\.bias",
-        ),
-        (dict(drop="lm_head.weight"), {}, KeyError, r"llm\.lm_head\.weight"),
-        (dict(meta={"mm_projector_type": "stc_connector_v35"}), {}, ConfigError, "model.connector='stc'"),
-        (dict(meta={"mm_projector_type": "mlp2x_gelu"}), {}, ConfigError, "mm_projector_type='mlp2x_gelu'"),
-        (dict(meta={"mm_vision_select_layer": -1}), {}, ConfigError, "model.feature_layer=-2"),
-        ({}, {"connector_depth": 1}, ConfigError, "model.connector_depth=1"),
-        ({}, {"connector_width": 16}, ConfigError, "model.connector_width=16"),
+        ({"mm_projector_type": "stc_connector_v35"}, {}, "model.connector='stc'"),
+        ({"mm_projector_type": "mlp2x_gelu"}, {}, "mm_projector_type='mlp2x_gelu'"),
+        ({"mm_vision_select_layer": -1}, {}, "model.feature_layer=-2"),
+        ({"mm_hidden_size": 1024}, {}, "mm_hidden_size 1024"),
+        ({"architectures": ["Videollama2Qwen2ForCausalLM"]}, {}, "Videollama2Qwen2ForCausalLM"),
+        ({}, {"connector_depth": 1}, "model.connector_depth=1"),
+        ({}, {"connector_width": 16}, "model.connector_width=16"),
     ],
 )
-def test_mismatches_are_errors_naming_them(tmp_path, write, cfg, error, match):
-    write_checkpoint(tmp_path / "vl2", **write)
-    with pytest.raises(error, match=match):
-        build_model(dataclasses.replace(CFG, videollama2=str(tmp_path / "vl2"), **cfg))
+def test_mismatches_are_errors_naming_them(tmp_path, meta, cfg, match):
+    _, base = build(tmp_path, meta=meta)
+    with pytest.raises(ConfigError, match=match):
+        build_model(dataclasses.replace(base, **cfg))
+
+
+def test_report_notes_settings_that_differ_from_the_checkpoints(tmp_path):
+    _, cfg = build(tmp_path, meta={"num_frames": 16})
+    report = build_model(dataclasses.replace(cfg, aspect="crop"))[0].videollama2_report
+    assert any("n_frames=4" in n and "16 frames" in n for n in report.notes)
+    assert any("model.aspect='crop'" in n and "'pad'" in n for n in report.notes)

@@ -3,7 +3,8 @@
     pretrained      a folder written by export.save_pretrained; "" or "tiny": the seeded tiny random CPU model
                     of configs/smoke/run.yaml (meaningless numbers: for tests)
     device          auto (cuda if available) | cpu | cuda | cuda:N
-    frames, size    frames fed to the model (default: the checkpoint's model config)
+    frames, size    frames fed to the model (default: the checkpoint's model config); frames are made square
+                    as the checkpoint's model.aspect says (video.fit_square, as in training)
     max_new_tokens  generation cap when a task's generation_kwargs has none (default 64)
     seed            the tiny model's seed
     loglikelihood   "loss" (default) or "logprob": what loglikelihood requests return (see below)
@@ -79,48 +80,49 @@ def register() -> None:
     models.AVAILABLE_SIMPLE_MODELS[MODEL_ID] = CLASS_PATH  # what `lmms-eval models` lists
 
 
-def _frames_from_arrays(frames_THWC: np.ndarray, n_frames: int, size: int) -> torch.Tensor:
-    from exo2ego_model.video import square_resize, uniform_indices
+def _frames_from_arrays(frames_THWC: np.ndarray, n_frames: int, size: int, aspect: str) -> torch.Tensor:
+    from exo2ego_model.video import fit_square, uniform_indices
 
     idx = uniform_indices(len(frames_THWC), n_frames)
-    return square_resize(np.ascontiguousarray(frames_THWC[idx]), size)
+    return fit_square(np.ascontiguousarray(frames_THWC[idx]), size, aspect)
 
 
-def load_visual(visual, n_frames: int, size: int) -> torch.Tensor:
-    """One visual in any of the forms the module docstring lists -> uint8 frames_TCHW (n_frames, 3, size, size)."""
+def load_visual(visual, n_frames: int, size: int, aspect: str = "pad") -> torch.Tensor:
+    """One visual in any of the forms the module docstring lists -> uint8 frames_TCHW (n_frames, 3, size, size),
+    made square by video.fit_square(aspect) as in training (aspect: the model config's model.aspect)."""
     from exo2ego_model.video import decode_clip
 
     if isinstance(visual, dict):
         if visual.get("bytes"):
-            return decode_clip(bytes(visual["bytes"]), n_frames, size)
+            return decode_clip(bytes(visual["bytes"]), n_frames, size, aspect=aspect)
         if visual.get("path"):
-            return load_visual(visual["path"], n_frames, size)
+            return load_visual(visual["path"], n_frames, size, aspect)
         raise ValueError(f"visual dict without bytes or path: {sorted(visual)}")
     if isinstance(visual, bytes | bytearray | memoryview):
-        return decode_clip(bytes(visual), n_frames, size)
+        return decode_clip(bytes(visual), n_frames, size, aspect=aspect)
     if isinstance(visual, str | os.PathLike):
         path = Path(visual)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_EXT)
             if not files:
                 raise ValueError(f"{path}: no frame images")
-            return decode_clip([p.read_bytes() for p in files], n_frames, size)
-        return decode_clip(path.read_bytes(), n_frames, size)
+            return decode_clip([p.read_bytes() for p in files], n_frames, size, aspect=aspect)
+        return decode_clip(path.read_bytes(), n_frames, size, aspect=aspect)
     if isinstance(visual, torch.Tensor | np.ndarray):
         t = torch.as_tensor(visual)
         if t.dim() != 4 or t.dtype != torch.uint8:
             raise ValueError(f"a video tensor must be uint8 TCHW or THWC, got {t.dtype} {tuple(t.shape)}")
         if t.shape[1] == 3 and t.shape[-1] != 3:
             t = t.permute(0, 2, 3, 1)
-        return _frames_from_arrays(t.numpy(), n_frames, size)
+        return _frames_from_arrays(t.numpy(), n_frames, size, aspect)
     if isinstance(visual, list | tuple) and visual:
         if all(isinstance(v, bytes | bytearray) for v in visual):
-            return decode_clip([bytes(v) for v in visual], n_frames, size)
+            return decode_clip([bytes(v) for v in visual], n_frames, size, aspect=aspect)
         from PIL import Image
 
         if all(isinstance(v, Image.Image) for v in visual):
             return _frames_from_arrays(
-                np.stack([np.asarray(v.convert("RGB")) for v in visual]), n_frames, size
+                np.stack([np.asarray(v.convert("RGB")) for v in visual]), n_frames, size, aspect
             )
     raise ValueError(f"unsupported visual {type(visual).__name__}")
 
@@ -191,7 +193,7 @@ class Exo2EgoLMMS(lmms):
             return torch.full((self.n_frames, 3, self.size, self.size), 128, dtype=torch.uint8)
         if len(visuals) > 1:
             self._warn_once(f"{len(visuals)} visuals for one request: the model takes the first clip only")
-        return load_visual(visuals[0], self.n_frames, self.size)
+        return load_visual(visuals[0], self.n_frames, self.size, self.model.cfg.aspect)
 
     def _continuation(self, target, doc_id, task, split) -> str:
         cont = target if isinstance(target, str) else target(self.task_dict[task][split][doc_id])

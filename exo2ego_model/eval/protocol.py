@@ -163,9 +163,12 @@ def _answer_index(doc: dict, n: int) -> int | None:
 class Runner:
     """Runs one item at a time and returns its predictions.jsonl record."""
 
-    def __init__(self, model, tokenizer, cfg: EvalConfig, frames: int, size: int, sentences=None):
+    def __init__(
+        self, model, tokenizer, cfg: EvalConfig, frames: int, size: int, sentences=None, aspect: str = "pad"
+    ):
         self.model, self.tok, self.cfg = model, tokenizer, cfg
         self.frames, self.size = frames, size
+        self.aspect = aspect  # the model config's model.aspect: frames made square as in training
         self.sentences: SentenceSet | None = sentences
         self.sentence_error = ""
 
@@ -176,7 +179,7 @@ class Runner:
             name = "mp4 / NN.jpg" if n == 1 else f"v{k}.mp4 / v{k}.NN.jpg"
             raise ItemError(f"missing clip: no {name} member")
         try:
-            return decode_clip(clips[k], self.frames, self.size, last=last)
+            return decode_clip(clips[k], self.frames, self.size, last=last, aspect=self.aspect)
         except Exception as e:  # decord / PIL raise various types on bad bytes
             raise ItemError(f"undecodable clip {k}: {type(e).__name__}: {str(e)[:200]}") from None
 

@@ -194,7 +194,7 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, log=print) -> dict:
         except (OSError, ValueError, TypeError, KeyError) as e:
             sentence_error = f"{type(e).__name__}: {e}"
             log(f"eval: WARNING no usable {SENTENCES_FILE}: {sentence_error}")
-    runner = Runner(model, tokenizer, cfg, frames, size, sentences)
+    runner = Runner(model, tokenizer, cfg, frames, size, sentences, aspect=model.cfg.aspect)
     runner.sentence_error = sentence_error
 
     pred_path = out / PREDICTIONS
