@@ -150,6 +150,63 @@ class DataConfig:
         _check(self.max_text_tokens >= 4, "data.max_text_tokens", self.max_text_tokens, "must be >= 4")
 
 
+# ---- what a stage trains, and how fast: the optimiser's parameter groups (exo2ego_model/optim.py) -------------
+# docs/training.md "What each stage trains". Each trainable group of MODULE_GROUPS belongs to one optimiser
+# module, whose lr and weight decay StageConfig.param_groups sets; norms, biases and embeddings never decay.
+VISION_TOWERS = ("exo_tower", "ego_tower")
+OPTIM_MODULE = {
+    "exo_tower": "vision_tower",
+    "ego_tower": "vision_tower",
+    "projector": "connector",
+    "map_f": "mapping",
+    "map_g": "mapping",
+    "lora": "lora",
+    "llm": "llm",
+}
+# A trained CLIP tower's lr unless set: min(stage lr / 10, this). VideoLLaMA2 never trains its tower; CLIP
+# ViT-L fine-tuning works at 1e-5 and below, and the stage lrs of the paper (1e-3 / 1e-4) would wreck it.
+VISION_TOWER_MAX_LR = 1e-5
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_lr(value, where: str) -> None:
+    text = " (YAML reads 1e-5 as text: write 1.0e-5)" if isinstance(value, str) else ""
+    _check(_number(value) and value > 0, where, value, "must be a number > 0" + text)
+
+
+def check_weight_decay(value, where: str) -> None:
+    _check(_number(value) and value >= 0, where, value, "must be a number >= 0")
+
+
+@dataclass(frozen=True)
+class GroupOptim:
+    """lr and weight decay of one optimiser module; None takes the stage's (the vision tower's lr: see
+    VISION_TOWER_MAX_LR). Norms, biases and embeddings of the module get weight decay 0 whatever this says."""
+
+    lr: float | None = None
+    weight_decay: float | None = None
+
+
+@dataclass(frozen=True)
+class ParamGroups:
+    vision_tower: GroupOptim = field(default_factory=GroupOptim)  # exo_tower, ego_tower
+    connector: GroupOptim = field(default_factory=GroupOptim)  # projector
+    mapping: GroupOptim = field(default_factory=GroupOptim)  # map_f, map_g
+    lora: GroupOptim = field(default_factory=GroupOptim)  # LoRA adapters in the llm
+    llm: GroupOptim = field(default_factory=GroupOptim)  # the llm's own weights
+
+    def check(self, where: str) -> None:
+        for module in sorted(set(OPTIM_MODULE.values())):
+            group = getattr(self, module)
+            if group.lr is not None:
+                check_lr(group.lr, f"{where}.{module}.lr")
+            if group.weight_decay is not None:
+                check_weight_decay(group.weight_decay, f"{where}.{module}.weight_decay")
+
+
 @dataclass(frozen=True)
 class StageConfig:
     name: str
@@ -160,11 +217,11 @@ class StageConfig:
     lora: LoraSettings | None = None
     global_batch: int = 256
     micro_batch: int = 8  # per GPU
-    lr: float = 1e-4
+    lr: float = 1e-4  # every module's lr unless param_groups sets one (the vision tower's is lower)
     warmup_ratio: float = 0.03
     epochs: float = 1.0
     max_steps: int = 0  # > 0 caps the optimizer steps (smoke runs, benchmarks)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # of matrices (VideoLLaMA2: 0); norms, biases, embeddings: never
     grad_clip: float = 1.0
     checkpoint_every: int = 500  # optimizer steps
     keep_checkpoints: int = 2  # the newest N step checkpoints are kept, older ones deleted
@@ -172,6 +229,14 @@ class StageConfig:
     # what the LLM sees of an ego clip in this stage: "" = model.visual_input; "x" for the initialisation
     # stage, which trains the ego tower and connector before F exists
     visual_input: str = ""
+    # Whether the vision towers named in `trainable` train (else they stay frozen: no gradient, not in the
+    # optimiser). None: false for the initialisation and stage 1 (data_kind ego / exo: the connector learns the
+    # towers' features, as in VideoLLaMA2, which never trains its tower), true for stages 2 and 3 (the paper
+    # trains the ego encoder there). True trains them at param_groups.vision_tower.lr.
+    train_vision_tower: bool | None = None
+    # lr / weight decay per optimiser module; unset ones take `lr` / `weight_decay` (the vision tower's lr:
+    # min(lr / 10, VISION_TOWER_MAX_LR)), e.g. {vision_tower: {lr: 2.0e-6}, lora: {lr: 1.0e-4}}
+    param_groups: ParamGroups = field(default_factory=ParamGroups)
 
     def __post_init__(self):
         _check(
@@ -207,7 +272,21 @@ class StageConfig:
         )
         _check(self.global_batch >= 1, f"stage[{self.name}].global_batch", self.global_batch, "must be >= 1")
         _check(self.micro_batch >= 1, f"stage[{self.name}].micro_batch", self.micro_batch, "must be >= 1")
-        _check(self.lr > 0, f"stage[{self.name}].lr", self.lr, "must be > 0")
+        check_lr(self.lr, f"stage[{self.name}].lr")
+        check_weight_decay(self.weight_decay, f"stage[{self.name}].weight_decay")
+        self.param_groups.check(f"stage[{self.name}].param_groups")
+        _check(
+            self.train_vision_tower is None or isinstance(self.train_vision_tower, bool),
+            f"stage[{self.name}].train_vision_tower",
+            self.train_vision_tower,
+            "expected true, false or null (the stage's default)",
+        )
+        _check(
+            bool(self.trained),
+            f"stage[{self.name}].trainable",
+            self.trainable,
+            "nothing trains: its vision towers are frozen (train_vision_tower false)",
+        )
         _check(
             0 <= self.warmup_ratio < 1,
             f"stage[{self.name}].warmup_ratio",
@@ -225,6 +304,30 @@ class StageConfig:
             self.visual_input,
             "expected '', x or x+Fx",
         )
+
+    @property
+    def trains_vision_tower(self) -> bool:
+        if self.train_vision_tower is None:
+            return self.data_kind not in ("ego", "exo")
+        return self.train_vision_tower
+
+    @property
+    def trained(self) -> tuple[str, ...]:
+        """The groups of `trainable` that train: its vision towers only when trains_vision_tower."""
+        return tuple(g for g in self.trainable if self.trains_vision_tower or g not in VISION_TOWERS)
+
+    def group_lr(self, group: str) -> float:
+        """The lr of a trainable group (of MODULE_GROUPS): its module's, else the stage's."""
+        module = OPTIM_MODULE[group]
+        lr = getattr(self.param_groups, module).lr
+        if lr is not None:
+            return lr
+        return min(self.lr / 10, VISION_TOWER_MAX_LR) if module == "vision_tower" else self.lr
+
+    def group_weight_decay(self, group: str) -> float:
+        """The weight decay of a group's matrices (its norms, biases and embeddings get none)."""
+        wd = getattr(self.param_groups, OPTIM_MODULE[group]).weight_decay
+        return self.weight_decay if wd is None else wd
 
     def accumulation_steps(self, world_size: int) -> int:
         per_step = self.micro_batch * world_size

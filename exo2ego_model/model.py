@@ -370,14 +370,16 @@ def apply_lora(model: Exo2EgoModel, lora: LoraSettings) -> None:
 
 
 def apply_stage(model: Exo2EgoModel, stage: StageConfig) -> None:
-    """requires_grad = True exactly for the parameters of stage.trainable's groups, False for all others.
+    """requires_grad = True exactly for the parameters of stage.trained's groups (`trainable`, its vision towers
+    left out unless stage.trains_vision_tower), False for all others.
 
     "lora" first adds adapters to the llm (its base weights stay frozen unless "llm" is trainable too).
     Stages apply in sequence to one model; adapters added by an earlier stage stay, frozen, in later ones.
+    The optimiser's groups (lr, weight decay per module) are built from this by optim.build_optimizer.
     """
     if "lora" in stage.trainable:
         apply_lora(model, stage.lora)
-    trainable = set(stage.trainable)
+    trainable = set(stage.trained)
     for name, param in model.named_parameters():
         param.requires_grad_(group_of(name) in trainable)
 

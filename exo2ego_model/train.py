@@ -38,7 +38,8 @@ from exo2ego_model import checkpoint
 from exo2ego_model.checkpoint import CheckpointError
 from exo2ego_model.config import ConfigError, DataConfig, RunConfig, StageConfig, load_run_config
 from exo2ego_model.data import expand_urls, make_loader
-from exo2ego_model.model import apply_stage, build_model, group_of, trainable_groups
+from exo2ego_model.model import apply_stage, build_model, group_of
+from exo2ego_model.optim import build_optimizer, describe, optimizer_params, scheduled_lr
 from exo2ego_model.parallel import (
     Dist,
     all_reduce_mean,
@@ -91,7 +92,7 @@ def isolated_batches(loader: Iterable[dict]) -> Iterator[dict]:
 
 def trained_names(model: torch.nn.Module, stages: Iterable[StageConfig]) -> set[str]:
     """Parameters of the groups that any of `stages` trains: what a stage's final weights hold."""
-    groups = {g for s in stages for g in s.trainable}
+    groups = {g for s in stages for g in s.trained}
     return {name for name, _ in model.named_parameters() if group_of(name) in groups}
 
 
@@ -203,8 +204,9 @@ def train_stage(run_cfg: RunConfig, stage: StageConfig, ctx: Dist, stop_after: i
     wrapped = wrap_model(model, run_cfg.parallel, ctx)
     wrapped.train()  # from_pretrained returns eval-mode modules: LoRA dropout must be on while training
     seed_all(rank_seed(run_cfg.seed, index, ctx.rank))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
+    # after wrapping: FSDP2 shards the parameters in place (optim.py); one AdamW group per module and decay
+    optimizer = build_optimizer(model, stage)
+    params = optimizer_params(optimizer)
     n_samples = stage.data.epoch_samples or count_samples(stage.data.shards, stage.data_kind)
     total = total_steps(stage, n_samples)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(stage.warmup_ratio * total), total)
@@ -226,10 +228,10 @@ def train_stage(run_cfg: RunConfig, stage: StageConfig, ctx: Dist, stop_after: i
     if ctx.is_main:
         print(
             f"[{stage.name}] {total} steps, {accum} micro-batches of {stage.micro_batch} per step on "
-            f"{ctx.world_size} rank(s) ({mode}), trainable {trainable_groups(model)}"
-            + (f", resumed at step {step}" if step else ""),
+            f"{ctx.world_size} rank(s) ({mode})" + (f", resumed at step {step}" if step else ""),
             flush=True,
         )
+        print("\n".join(describe(model, stage)), flush=True)  # parameter groups: counts, lr, weight decay
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else nullcontext()
     window = {"samples": 0, "tokens": 0, "t0": time.monotonic(), "losses": {}}
@@ -281,7 +283,7 @@ def train_stage(run_cfg: RunConfig, stage: StageConfig, ctx: Dist, stop_after: i
                         "step": step,
                         "epoch": epoch,
                         **losses,
-                        "lr": scheduler.get_last_lr()[0],
+                        "lr": scheduled_lr(optimizer, stage.lr),  # the stage's lr; each group: its own
                         "samples_per_s": window["samples"] * ctx.world_size / seconds,
                         "tokens_per_s": window["tokens"] * ctx.world_size / seconds,
                     }

@@ -315,7 +315,7 @@ def test_forward_backward_grads_exactly_on_trainable(stage_index):
     out["loss"].backward()
     for name, p in model.named_parameters():
         assert (p.grad is not None) == p.requires_grad, name
-        assert p.requires_grad == (group_of(name) in stage.trainable), name
+        assert p.requires_grad == (group_of(name) in stage.trained), name
 
 
 def test_each_stage_trains_exactly_its_groups():
@@ -323,7 +323,7 @@ def test_each_stage_trains_exactly_its_groups():
     for stage in RUN.stages:
         apply_stage(model, stage)
         counts = trainable_groups(model)
-        assert {g for g, n in counts.items() if n} == set(stage.trainable), stage.name
+        assert {g for g, n in counts.items() if n} == set(stage.trained), stage.name
         trainable = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(trainable, lr=stage.lr, weight_decay=stage.weight_decay)
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -334,7 +334,7 @@ def test_each_stage_trains_exactly_its_groups():
             model(batch, stage.losses, visual_input=stage.visual_input or None)["loss"].backward()
             opt.step()
         for name, p in model.named_parameters():
-            if group_of(name) in stage.trainable:
+            if group_of(name) in stage.trained:
                 assert not torch.equal(p, before[name]), f"{stage.name}: {name} did not change"
             else:
                 assert p.grad is None, f"{stage.name}: {name} got a gradient"
@@ -373,7 +373,7 @@ def test_apply_stage_again_keeps_one_set_of_adapters():
     counts = trainable_groups(model)
     assert counts["lora"] > 0 and counts["llm"] == 0
     apply_stage(model, STAGE1)  # back to stage 1: the adapters stay but are frozen
-    assert {g for g, n in trainable_groups(model).items() if n} == set(STAGE1.trainable)
+    assert {g for g, n in trainable_groups(model).items() if n} == set(STAGE1.trained)
     assert sum(".lora_A." in n for n, _ in model.llm.named_parameters()) == sum(
         ".lora_B." in n for n, _ in model.llm.named_parameters()
     )

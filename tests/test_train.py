@@ -63,7 +63,9 @@ class FakeExport:
         (Path(out) / "weights.txt").write_text("exported\n")
 
 
-def test_all_stages_run_in_order_and_mark_done(bundled_build, egoit_build, egoclip_build, tmp_path, monkeypatch):
+def test_all_stages_run_in_order_and_mark_done(
+    bundled_build, egoit_build, egoclip_build, tmp_path, monkeypatch, capsys
+):
     export = FakeExport()
     monkeypatch.setitem(sys.modules, "exo2ego_model.export", export)
     cfg = _run_config(bundled_build, tmp_path, egoit_build, egoclip_build)
@@ -77,18 +79,28 @@ def test_all_stages_run_in_order_and_mark_done(bundled_build, egoit_build, egocl
         assert all(r["samples_per_s"] > 0 and r["tokens_per_s"] > 0 for r in log)
         done = json.loads(Path(cfg.output_dir, stage.name, "done.json").read_text())
         assert done["steps"] == stage.max_steps and done["parallel"] == "none"
+    # each stage starts by printing its parameter groups: one line each, counts, lr, weight decay or frozen
+    out = capsys.readouterr().out
+    for stage in cfg.stages:
+        lines = [line for line in out.splitlines() if line.startswith(f"[{stage.name}] group ")]
+        assert [line.split()[2] for line in lines][:6] == ["exo_tower", "ego_tower", "projector", "map_f", "map_g", "llm"]
+        trained = [line.split()[2] for line in lines if " lr " in line]
+        assert trained == [g for g in ("exo_tower", "ego_tower", "projector", "map_f", "map_g", "llm", "lora")
+                           if g in stage.trained], stage.name  # fmt: skip
+        assert all(line.endswith("frozen") for line in lines if " lr " not in line)
+    assert "[initialization] group ego_tower " in out and "[teacher_student_guidance] group ego_tower " in out
     pairs = _log(cfg, "teacher_student_guidance")[0]
     assert {"loss_kl", "loss_cycle", "loss_vtg"} <= set(pairs)
-    # each stage's final weights hold what it and the earlier stages trained, nothing frozen
+    # each stage's final weights hold what it and the earlier stages trained, nothing frozen: the vision towers
+    # stay frozen in the initialisation and stage 1 (train_vision_tower's default), stage 2 trains the ego tower
     init, s1, s2, s3 = (_final(cfg, s.name) for s in cfg.stages)
-    assert {k.split(".", 1)[0] for k in init} == {"ego_tower", "projector"}
-    assert {k.split(".", 1)[0] for k in s1} == {"ego_tower", "projector", "exo_tower"}
-    assert {k.split(".", 1)[0] for k in s2} == {"ego_tower", "projector", "exo_tower", "map_f", "map_g"}
+    assert {k.split(".", 1)[0] for k in init} == {"projector"}
+    assert {k.split(".", 1)[0] for k in s1} == {"projector"}
+    assert {k.split(".", 1)[0] for k in s2} == {"ego_tower", "projector", "map_f", "map_g"}
     assert set(s3) - set(s2) and all("lora_" in k for k in set(s3) - set(s2))
-    ego = [k for k in init if k.startswith("ego_tower")]
-    assert all(torch.equal(init[k], s1[k]) for k in ego)  # stage 1 does not train the ego tower
-    assert not all(torch.equal(init[k], s1[k]) for k in init if k.startswith("projector"))  # it trains this
-    assert all(torch.equal(s1[k], s3[k]) for k in s1 if k.startswith(("exo_tower", "projector")))
+    ego = [k for k in s2 if k.startswith("ego_tower")]
+    assert not all(torch.equal(init[k], s1[k]) for k in init if k.startswith("projector"))  # stage 1 trains it
+    assert all(torch.equal(s2[k], s3[k]) for k in s2 if k.startswith("projector"))
     assert not all(torch.equal(s2[k], s3[k]) for k in ego)  # stage 3 trains the ego tower again
     # the whole run ends with one export of the model that holds every stage's weights
     assert len(export.calls) == 1
@@ -152,7 +164,7 @@ def test_loading_is_strict_about_trained_weights(bundled_build, tmp_path, capsys
     more, more1 = with_stage1(trainable=("exo_tower", "projector", "map_g"))
     with pytest.raises(CheckpointError, match=r"missing \d+ trained weight\(s\): map_g\."):
         run(more, [more1])
-    fewer, fewer1 = with_stage1(trainable=("exo_tower",))
+    fewer, fewer1 = with_stage1(trainable=("exo_tower",), train_vision_tower=True)
     with pytest.raises(CheckpointError, match=r"unexpected \d+ weight\(s\): projector\."):
         run(fewer, [fewer1])
     assert run(cfg, [stage1])  # finished as configured
