@@ -227,7 +227,7 @@ class StageConfig:
     keep_checkpoints: int = 2  # the newest N step checkpoints are kept, older ones deleted
     log_every: int = 10
     # what the LLM sees of an ego clip in this stage: "" = model.visual_input; "x" for the initialisation
-    # stage, which trains the ego tower and connector before F exists
+    # stage, which trains the connector (and the ego tower with train_vision_tower) before F exists
     visual_input: str = ""
     # Whether the vision towers named in `trainable` train (else they stay frozen: no gradient, not in the
     # optimiser). None: false for the initialisation and stage 1 (data_kind ego / exo: the connector learns the
