@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from .model import Exo2EgoModel
 from .prompt import VIDEO_TOKEN_INDEX, answer_ids, prompt_ids
@@ -157,7 +157,9 @@ def score(
     with _eval(model):
         embeds_1SD = prefix_embeds(model, tokenizer, video, prompt, view=view, visual_input=visual_input)
         if shared_prefix:
-            out = model.llm(inputs_embeds=embeds_1SD, use_cache=True, logits_to_keep=1)
+            # a cache of full (never windowed) layers, whatever the config's sliding_window: the chunks' keys
+            # are cropped off it after each chunk, and the mask below applies the window itself
+            out = model.llm(inputs_embeds=embeds_1SD, cache=DynamicCache(), use_cache=True, logits_to_keep=1)
             last_V = out.logits[0, -1].float()
         for lo in range(0, len(cand), chunk_size):
             chunk = cand[lo : lo + chunk_size]
@@ -184,6 +186,10 @@ def _score_packed(model, chunk, last_V, cache, embeds_1SD) -> tuple[torch.Tensor
         # additive mask [1, 1, T, S + T]: the prefix for all; within the packed row, own candidate, causal
         own_TT = (block_T[:, None] == block_T[None]) & (step_T[:, None] >= step_T[None])
         allowed = torch.cat([torch.ones(T, S, dtype=torch.bool, device=device), own_TT], dim=1)
+        window = getattr(model.llm.config, "sliding_window", None)
+        if window:  # Mistral's sliding window, as a full forward applies it: query - key position < window
+            key_pos = torch.cat([torch.arange(S, device=device), S + step_T])
+            allowed &= (S + step_T)[:, None] - key_pos[None] < window
         mask = torch.zeros(allowed.shape, dtype=embeds_1SD.dtype, device=device)
         mask = mask.masked_fill(~allowed, torch.finfo(embeds_1SD.dtype).min)[None, None]
         logits_TV = (

@@ -223,3 +223,21 @@ def test_export_without_lora_and_a_model_built_by_hand(tmp_path):
     assert score(loaded, tok2, video, QUESTION, CANDIDATES[:2]) == score(
         model, tok, video, QUESTION, CANDIDATES[:2]
     )
+
+
+def test_shared_prefix_applies_a_sliding_window_as_a_full_forward_does(model_tok):
+    """A prefix longer than Mistral's sliding_window: the shared cache keeps every prefix key (it is cropped back
+    after each chunk) and the packed mask applies the window; the scores equal the re-encoded ones."""
+    model, tok = model_tok
+    window = model.llm.config.sliding_window
+    model.llm.config.sliding_window = 24  # the prefix is longer (the tiny clip alone gives 54 visual tokens)
+    try:
+        cands = [*CANDIDATES, "I wash the pan and put it away."] * 2
+        got = score(model, tok, clip(2), QUESTION, cands, reduction="sum", chunk_size=4)
+        ref = score(model, tok, clip(2), QUESTION, cands, reduction="sum", chunk_size=5, shared_prefix=False)
+        assert torch.allclose(torch.tensor(got), torch.tensor(ref), atol=1e-4)
+        model.llm.config.sliding_window = 10_000
+        wide = score(model, tok, clip(2), QUESTION, cands, reduction="sum", chunk_size=4)
+        assert not torch.allclose(torch.tensor(got), torch.tensor(wide), atol=1e-4)  # the window mattered
+    finally:
+        model.llm.config.sliding_window = window
