@@ -9,10 +9,20 @@ defaults are a tiny model (--tiny; --full forces the real shapes) so that the sa
 working on a CPU; its numbers say nothing about a GPU. Batches are synthetic at the configured shapes, so the
 figures measure the model, not the loader (`make bench-loader` measures that).
 
-MFU: the FLOPs of one training step as torch's FlopCounterMode counts them (matmuls including attention,
-convolutions: the STC connector and the ResNet F / G are convolutional, so a per-parameter formula would miss
-most of them), forward and backward, measured once before timing; times steps per second, divided by the GPU's
-dense bf16 peak (--peak-tflops, or looked up from the device name).
+Tokens/s: the tokens the LLM processes, video (the spliced visual tokens, twice the connector's for "x+Fx") and
+text (the prompt and answer ids, the placeholder excluded) separately and together, counted as training logs them
+(Exo2EgoModel.llm_token_counts).
+
+MFU, two ways, each divided by the GPU's dense bf16 peak (--peak-tflops, or looked up from
+torch.cuda.get_device_name in PEAK_BF16_TFLOPS; on a CPU or an unknown GPU there is no peak: "MFU: n/a"):
+- formula (`mfu`): 6 FLOPs per parameter and token for the trained parameters, 4 for frozen ones that the backward
+  pass goes through (the LLM: activation gradients only), 2 for frozen forward-only ones (the teacher tower in stage
+  2); tokens are LLM tokens for the LLM and patch tokens for a tower; plus attention, 12 * layers * sequence * width
+  per token (4 forward-only); embedding tables are lookups and do not count. The connector and F / G are
+  convolutional and left out of the formula. The LM head counts on every token (training keeps its logits only
+  from the first answer on), and attention as if not causal: the formula exceeds what the step computes.
+- counted (`mfu_counted`): the FLOPs of one training step as torch's FlopCounterMode counts them (matmuls including
+  attention, the connector's and F / G's convolutions), forward and backward, measured once before timing.
 """
 
 from __future__ import annotations
@@ -98,6 +108,38 @@ def step_flops(model: Exo2EgoModel, batch: dict, losses: dict, autocast, visual_
     return float(counter.get_total_flops())
 
 
+def formula_flops(model: Exo2EgoModel, batch: dict, visual_input: str | None) -> float:
+    """Model FLOPs of one training step by the per-parameter formula of the module docstring."""
+    text, video = model.llm_token_counts(batch, visual_input)
+    rows = batch["input_ids_BL"].shape[0]
+    seq = (text + video) // rows
+    # the LLM's backward runs when something before it or in it (LoRA) trains
+    through_llm = any(p.requires_grad for m in (model.ego_tower, model.exo_tower, model.projector, model.map_f,
+                                                model.llm) for p in m.parameters())  # fmt: skip
+
+    def per_token(module, attn_layers: int, attn_seq: int, width: int, backward_through: bool) -> float:
+        flops = 0.0
+        lookups = {id(p) for m in module.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+        for p in module.parameters():
+            if id(p) not in lookups:  # an embedding is a lookup, no matmul
+                flops += p.numel() * (6 if p.requires_grad else 4 if backward_through else 2)
+        trained = backward_through or any(p.requires_grad for p in module.parameters())
+        return flops + (12 if trained else 4) * attn_layers * attn_seq * width
+
+    llm_cfg = model.llm.config
+    total = (text + video) * per_token(model.llm, llm_cfg.num_hidden_layers, seq, llm_cfg.hidden_size,
+                                       through_llm)  # fmt: skip
+    views = [v for v in ("ego", "exo") if f"{v}_BTCHW" in batch]
+    for view in views:
+        tower = model.ego_tower if view == "ego" else model.exo_tower
+        frames = batch[f"{view}_BTCHW"]
+        vis, side = tower.config, tower.config.patch_size
+        patches = (frames.shape[-2] // side) * (frames.shape[-1] // side) + 1  # and CLS
+        tokens = frames.shape[0] * frames.shape[1] * patches
+        total += tokens * per_token(tower, vis.num_hidden_layers, patches, vis.hidden_size, False)
+    return total
+
+
 TINY = dict(micro_batch=2, steps=3, warmup=1, frames=4, image_size=56, patch=14, text_tokens=64, vision_layers=2,
             vision_hidden=64, llm_layers=2, llm_hidden=128)  # fmt: skip
 
@@ -136,6 +178,8 @@ def main(argv=None) -> int:
     for r in results:
         print(json.dumps(r))
     print(table(results), file=sys.stderr)
+    for r in results:
+        print(summary(r), file=sys.stderr)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results if len(results) > 1 else results[0], f, indent=1)
@@ -143,13 +187,34 @@ def main(argv=None) -> int:
 
 
 def table(results: list[dict]) -> str:
-    lines = [f"{'stage':28} {'samples/s':>10} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>9}"]
+    lines = [f"{'stage':26} {'samples/s':>9} {'video tok/s':>11} {'text tok/s':>10} {'tokens/s':>10} "
+             f"{'TFLOP/s':>8} {'MFU':>6} {'counted':>7} {'peak GiB':>8}"]  # fmt: skip
     for r in results:
-        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+        mfu, counted = (f"{100 * r[k]:.1f}%" if r[k] is not None else "n/a" for k in ("mfu", "mfu_counted"))
         mem = r["peak_memory_gib"] if r["peak_memory_gib"] is not None else "n/a"
-        lines.append(f"{r['stage']:28} {r['samples_per_s']:>10} {r['tokens_per_s']:>10} {r['achieved_tflops']:>8} "
-                     f"{mfu:>6} {mem:>9}")  # fmt: skip
+        lines.append(f"{r['stage']:26} {r['samples_per_s']:>9} {r['video_tokens_per_s']:>11} "
+                     f"{r['text_tokens_per_s']:>10} {r['tokens_per_s']:>10} {r['achieved_tflops']:>8} {mfu:>6} "
+                     f"{counted:>7} {mem:>8}")  # fmt: skip
     return "\n".join(lines)
+
+
+def summary(r: dict) -> str:
+    """The stage's throughput in words: tokens/s (video + text = total) and MFU, or why there is none."""
+    tokens = (f"tokens/s: video {r['video_tokens_per_s']:g} + text {r['text_tokens_per_s']:g} = "
+              f"{r['tokens_per_s']:g}")  # fmt: skip
+    if r["device"] == "cpu":
+        mfu = "MFU: n/a (CPU)"
+    elif r["mfu"] is None:
+        mfu = f"MFU: n/a (no peak known for {r['device']}; give --peak-tflops)"
+    else:
+        mfu = (f"MFU: {100 * r['mfu']:.1f}% (formula), {100 * r['mfu_counted']:.1f}% (counted), "
+               f"peak {r['peak_tflops']:g} TFLOP/s bf16 ({r['device']})")  # fmt: skip
+    return f"[{r['stage']}] {tokens}; {mfu}"
+
+
+def sig(x: float) -> float:
+    """x to 4 significant digits (a CPU run's 0.02 samples/s keeps its precision)."""
+    return float(f"{x:.4g}")
 
 
 def bench_stage(args, stage, device) -> dict:
@@ -189,11 +254,11 @@ def bench_stage(args, stage, device) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    with torch.no_grad(), autocast:  # ego takes precedence, as in the forward pass
-        views = {k: v[:1] for k, v in batch.items() if k.endswith("_BTCHW")}
-        n_visual = model.visual_tokens(**views, visual_input=visual_input).shape[1]
-    samples_s = args.steps * args.micro_batch / seconds
-    achieved = flops * args.steps / seconds
+    text, video = model.llm_token_counts(batch, visual_input)  # per step, as training logs them
+    steps_s = args.steps / seconds
+    samples_s = args.micro_batch * steps_s
+    achieved = flops * steps_s
+    model_flops_s = formula_flops(model, batch, visual_input) * steps_s
     peak = peak_tflops(device, args.peak_tflops)
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -204,14 +269,19 @@ def bench_stage(args, stage, device) -> dict:
         "llm_params": sum(p.numel() for p in model.llm.parameters()),
         "vision_params_per_tower": sum(p.numel() for p in model.ego_tower.parameters()),
         "trainable_params": sum(p.numel() for p in params),
-        "visual_tokens": n_visual,
-        "samples_per_s": round(samples_s, 3),
-        "tokens_per_s": round(samples_s * (args.text_tokens + n_visual), 1),
+        "visual_tokens": video // args.micro_batch,
+        "samples_per_s": sig(samples_s),
+        "video_tokens_per_s": sig(video * steps_s),
+        "text_tokens_per_s": sig(text * steps_s),
+        "tokens_per_s": sig((text + video) * steps_s),
         "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         if device.type == "cuda"
         else None,
         "achieved_tflops": round(achieved / 1e12, 4),
-        "mfu": round(achieved / (peak * 1e12), 4) if peak else None,
+        "model_tflops": round(model_flops_s / 1e12, 4),
+        "peak_tflops": peak or None,
+        "mfu": round(model_flops_s / (peak * 1e12), 4) if peak else None,
+        "mfu_counted": round(achieved / (peak * 1e12), 4) if peak else None,
     }
 
 
