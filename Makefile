@@ -149,13 +149,16 @@ NPROC ?=
 PARALLEL ?=
 STAGE_ARG := $(if $(strip $(STAGE)),--stage $(STAGE),)
 PARALLEL_ARG := $(if $(strip $(PARALLEL)),--parallel $(PARALLEL),)
+# GPU_MEM: GiB per GPU for the memory check before any weight loads (default: torch.cuda's; none on CPU)
+GPU_MEM ?=
+GPU_MEM_ARG := $(if $(strip $(GPU_MEM)),--gpu-mem $(GPU_MEM),)
 SMOKE_RANKS_ARGS := --data resampled=true --data epoch_samples=64 \
   --output-dir runs/smoke-$(NPROC)ranks-$(or $(strip $(PARALLEL)),auto)
 
 train: $(STAMP)
 	@if [ "$(NGPU)" -gt 0 ] 2>/dev/null; then \
 	  $(VENV)/bin/torchrun --standalone --nproc_per_node=$(or $(strip $(NPROC)),$(NGPU)) -m exo2ego_model.train \
-	    --config $(TRAIN_CONFIG) $(STAGE_ARG) $(PARALLEL_ARG); \
+	    --config $(TRAIN_CONFIG) $(STAGE_ARG) $(PARALLEL_ARG) $(GPU_MEM_ARG); \
 	else \
 	  test -f $(EGOCLIP_OUT)/stats.json || $(MAKE) build-egoclip; \
 	  test -f $(OUT)/stats.json || $(MAKE) build-egoexoclip; \
@@ -166,9 +169,17 @@ train: $(STAMP)
 	      --config configs/smoke/run.yaml $(SMOKE_RANKS_ARGS) $(STAGE_ARG) $(PARALLEL_ARG); \
 	  else \
 	    echo "no GPU: the CPU smoke configuration (configs/smoke/run.yaml) on $(EGOCLIP_OUT), $(OUT), $(EGOIT_OUT)"; \
-	    $(PY) -m exo2ego_model.train --config configs/smoke/run.yaml $(STAGE_ARG) $(PARALLEL_ARG); \
+	    $(PY) -m exo2ego_model.train --config configs/smoke/run.yaml $(STAGE_ARG) $(PARALLEL_ARG) $(GPU_MEM_ARG); \
 	  fi; \
 	fi
+
+# Memory planner (docs/training.md "Memory planner"): per stage, weights, gradients, optimizer state and activations
+# per GPU under DDP and FSDP, and the largest micro-batch that keeps the global batch; the real-size model on the
+# meta device (no weights, no GPU). ARGS="--gpus 8 --gpu-mem 80" (defaults: 8 GPUs, this GPU's memory else 80 GiB).
+PLAN_CONFIG ?= $(TRAIN_CONFIG)
+.PHONY: plan
+plan: $(STAMP)
+	$(PY) -m exo2ego_model.plan $(PLAN_CONFIG) $(ARGS)
 
 # DATASET=egoexoclip (default): extraction vs the codec limit on generated 3.5-min takes (cached in data/bench/),
 # naive per-clip ffmpeg, memory, x264 preset table, the video2dataset peer (its own venv): prints a table, writes
@@ -236,7 +247,8 @@ bench-eval: $(STAMP)
 # CKPT: a folder written by export.save_pretrained. With neither CKPT nor BENCH: the tiny random CPU model of
 # configs/smoke/run.yaml on the bundled mini-benchmark (built first by `make build-egobench` when $(EGOBENCH_OUT)
 # has no stats.json): a smoke test whose numbers are meaningless. Writes EVAL_OUT/predictions.jsonl, scores.json,
-# table.md; an interrupted run resumes from predictions.jsonl.
+# table.md; an interrupted run resumes from predictions.jsonl. ARGS=--plan: forward passes and projected GPU-hours
+# per task at the REAL benchmark sizes, nothing run or built (exo2ego_model/eval/plan.py).
 CKPT ?=
 TASKS ?=
 BENCH ?=
@@ -244,7 +256,7 @@ EVAL_OUT ?= runs/eval
 EVAL_BENCH := $(or $(strip $(BENCH)),$(strip $(EGOBENCH_OUT)),data/egobench)
 .PHONY: eval
 eval: $(STAMP)
-ifeq ($(strip $(CKPT)$(BENCH)),)
+ifeq ($(strip $(CKPT)$(BENCH)$(findstring --plan,$(ARGS))),)
 	test -f $(EVAL_BENCH)/stats.json || $(MAKE) build-egobench EGOBENCH_OUT=$(EVAL_BENCH) ARGS=
 endif
 	$(PY) -m exo2ego_model.eval --bench $(EVAL_BENCH) --out $(EVAL_OUT) $(if $(strip $(CKPT)),--ckpt $(CKPT),) \

@@ -347,6 +347,13 @@ class RunConfig:
     output_dir: str = "runs/exo2ego"
     parallel: str = "auto"  # "auto" (FSDP for the LLM when > 1 GPU, else DDP), "ddp", "fsdp", "none"
     seed: int = 0
+    # ---- memory (exo2ego_model/plan.py, docs/training.md "Memory planner") ----
+    # Recompute the LLM's decoder layers and a trained vision tower's layers in the backward: "auto" = on
+    # where the planner says a stage's micro-batch does not fit without it (on the GPU's memory, or
+    # gpu_memory_gib), "on", "off".
+    activation_checkpointing: str = "auto"
+    # GiB per GPU for the planner when torch.cuda cannot tell (0: torch.cuda's, or no check without a GPU)
+    gpu_memory_gib: float = 0.0
 
     def __post_init__(self):
         _check(bool(self.stages), "run.stages", self.stages, "no stages")
@@ -356,6 +363,13 @@ class RunConfig:
             self.parallel,
             "expected auto, ddp, fsdp or none",
         )
+        _check(
+            self.activation_checkpointing in ("auto", "on", "off"),
+            "run.activation_checkpointing",
+            self.activation_checkpointing,
+            "expected auto, on or off",
+        )
+        _check(self.gpu_memory_gib >= 0, "run.gpu_memory_gib", self.gpu_memory_gib, "must be >= 0")
 
     def stage(self, name_or_index: str | int) -> StageConfig:
         for i, s in enumerate(self.stages, start=1):
@@ -417,7 +431,9 @@ def load_run_config(path: str | Path) -> RunConfig:
         stages.append(_build(StageConfig, stage_raw, f"{path}:stages[{i}]"))
     model = _build(ModelConfig, raw.pop("model", {}) or {}, f"{path}:model")
     return RunConfig(
-        model=model, stages=tuple(stages), **_only(raw, {"output_dir", "parallel", "seed"}, path)
+        model=model,
+        stages=tuple(stages),
+        **_only(raw, {"output_dir", "parallel", "seed", "activation_checkpointing", "gpu_memory_gib"}, path),
     )
 
 

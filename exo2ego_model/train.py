@@ -38,6 +38,7 @@ from exo2ego_model import checkpoint
 from exo2ego_model.checkpoint import CheckpointError
 from exo2ego_model.config import ConfigError, DataConfig, RunConfig, StageConfig, load_run_config
 from exo2ego_model.data import expand_urls, make_loader
+from exo2ego_model.memory import enable_checkpointing
 from exo2ego_model.model import apply_stage, build_model, group_of
 from exo2ego_model.optim import build_optimizer, describe, optimizer_params, scheduled_lr
 from exo2ego_model.parallel import (
@@ -50,6 +51,8 @@ from exo2ego_model.parallel import (
     shutdown,
     wrap_model,
 )
+from exo2ego_model.plan import check as check_memory
+from exo2ego_model.plan import checkpointing_needed, gpu_memory_gib
 from exo2ego_model.samples import count_samples
 from exo2ego_model.video import normalize
 
@@ -199,6 +202,10 @@ def train_stage(run_cfg: RunConfig, stage: StageConfig, ctx: Dist, stop_after: i
     stage_dir.mkdir(parents=True, exist_ok=True)
     model, tokenizer, earlier = build_stage_model(run_cfg, index, ctx)
     apply_stage(model, stage)
+    if checkpointing_needed(run_cfg, stage, ctx.world_size, gpu_memory_gib(run_cfg.gpu_memory_gib)):
+        switched = enable_checkpointing(model)  # activation_checkpointing: on, or auto where the planner needs it
+        if ctx.is_main:
+            print(f"[{stage.name}] activation checkpointing: {', '.join(switched)}", flush=True)
     model.to(ctx.device)
     mode = choose_mode(run_cfg.parallel, ctx, model.llm)
     wrapped = wrap_model(model, run_cfg.parallel, ctx)
@@ -413,13 +420,35 @@ def main(argv: list[str] | None = None) -> int:
         help="checkpoint and stop once a stage reaches step N in this invocation (a simulated preemption; "
         "the next invocation resumes there)",
     )
+    ap.add_argument(
+        "--activation-checkpointing", choices=("auto", "on", "off"), help="override run.activation_checkpointing"
+    )
+    ap.add_argument(
+        "--gpu-mem",
+        type=float,
+        default=0.0,
+        help="GiB per GPU for the memory check (default: torch.cuda's, else run.gpu_memory_gib; none on CPU)",
+    )
     args = ap.parse_args(argv)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     try:
         run_cfg = load_run_config(args.config)
-        over = {k: v for k, v in (("output_dir", args.output_dir), ("parallel", args.parallel)) if v}
+        over = {
+            k: v
+            for k, v in (
+                ("output_dir", args.output_dir),
+                ("parallel", args.parallel),
+                ("activation_checkpointing", args.activation_checkpointing),
+            )
+            if v
+        }
         run_cfg = override_data(dataclasses.replace(run_cfg, **over), args.data)
         stages = [run_cfg.stage(s) for s in args.stage] if args.stage else list(run_cfg.stages)
+        if args.gpu_mem:
+            run_cfg = dataclasses.replace(run_cfg, gpu_memory_gib=args.gpu_mem)
+        gpu = gpu_memory_gib(run_cfg.gpu_memory_gib)
+        if gpu:  # before any weight loads: a run that cannot fit stops here (exit 2, the planner's numbers)
+            check_memory(run_cfg, stages, int(os.environ.get("WORLD_SIZE", "1")), gpu)
         run(run_cfg, stages, args.stop_after_steps)
     except (ConfigError, CheckpointError) as err:
         if main_rank:
