@@ -7,15 +7,20 @@ inspect the recipe.", "pouring milk into one glass" -> "I pour the milk into one
 The rule: "I" + the label with its verbs in the base form (a gerund "taking out" -> "take out"); a noun phrase
 without a determiner, number or pronoun gets "the" where it is the object of a verb, a particle or a preposition
 ("put potatoes in pan" -> "put the potatoes in the pan"), "my" where it is a bare body part ("dry hands" -> "dry
-my hands"), and nothing after "of" when it is a mass noun or a plural ("bag of flour"). Coordinated verbs share
+my hands", "stretch right leg" -> "stretch my right leg"), and nothing after "of" when it is a mass noun or a plural
+("bag of flour") or after "with"/"using" when it is a mass noun that ends its phrase ("with oil", but "with the
+paper towel"). Coordinated verbs share
 the subject ("take and wash knives" -> "I take and wash the knives."); a list of three or more comma-separated
-steps gets "and" before its last. Slashed alternatives keep the first ("Clean/Wipe" -> "clean"); EGTEA's
-"Put trash,trash_container" lists the nouns: the first is the object, the others take per-verb prepositions.
+steps gets "and" before its last; a doubled word is written once ("put down down knife"). Slashed alternatives keep the first ("Clean/Wipe" -> "clean"); EGTEA's
+"Put trash,trash_container" lists the nouns: the first is the object, the others take per-verb prepositions; a
+verb class "Other" is "do something with" its nouns; a repeated noun is "one ... the other" ("Transfer egg,hand,hand" -> "transfer the egg from one hand to the other").
 """
 
 from __future__ import annotations
 
 import re
+
+from lemminflect import getAllLemmas
 
 from pipeline.core.firstperson import tidy
 from pipeline.core.lexicon import (
@@ -69,6 +74,9 @@ CONTAINERS = frozenset(
         "spoonful",
     ]
 )
+SIDED_PARTS = frozenset(
+    ["leg", "legs", "foot", "feet", "knee", "knees", "shoulder", "elbow", "eye", "ear", "cheek"]
+)  # "right leg"
 PURE_PARTICLES = frozenset(["up", "down", "out", "away", "back", "aside", "together", "apart", "around"])
 MASS_NOUNS = frozenset(
     [
@@ -113,6 +121,8 @@ MASS_NOUNS = frozenset(
 _OBJECT_STARTS = DETERMINERS | PRONOUN_OBJECTS | {"", "my", "his", "her", "its", "their"}
 LEAD = frozenset(["then", "next", "now", "again", "also", "still", "just", "first", "finally"])
 _SLASH = re.compile(r"\b(\w+)(?:/\w+)+(?:\s+(?:apart|around|off|up|down|out))?\b", re.I)
+_DOUBLED = re.compile(r"\b(\w+)(?:\s+\1\b)+", re.I)  # "put down down knife", "storage_container_container"
+_OTHER = re.compile(r"Other\s+([a-z_]+(?:,[a-z_]+)*)")
 _EGTEA_NOUNS = re.compile(r"(.+?)\s+(\w+(?:,\w+)+)")
 
 
@@ -121,10 +131,16 @@ def label_first_person(label: str) -> str:
     text = " ".join(str(label).replace("_", " ").split()).strip().rstrip(".")
     if not text:
         return ""
-    if m := _EGTEA_NOUNS.fullmatch(str(label).strip()):
+    if m := _OTHER.fullmatch(str(label).strip()):  # EGTEA's catch-all verb class: "Other pot,water"
+        text = "do something with " + " and ".join(
+            "the " + n.replace("_", " ") for n in m.group(1).split(",")
+        )
+    elif m := _EGTEA_NOUNS.fullmatch(str(label).strip()):
         verb, nouns = m.group(1), [n.replace("_", " ") for n in m.group(2).split(",")]
         preps = NOUN_PREPOSITIONS.get(_SLASH.sub(r"\1", verb).split()[0].lower(), ["with"])
         extra = [f"{preps[min(k, len(preps) - 1)]} {n}" for k, n in enumerate(nouns[1:])]
+        if len(nouns) == 3 and nouns[1] == nouns[2]:  # "Transfer eating_utensil,hand,hand"
+            extra = [f"{preps[0]} one {nouns[1]}", f"{preps[min(1, len(preps) - 1)]} the other"]
         verb, _, particle = _SLASH.sub(r"\1", verb).partition(" ")
         if particle.lower() in (
             "around",
@@ -132,6 +148,7 @@ def label_first_person(label: str) -> str:
         ):  # "Move Around mixture,utensil" -> "move mixture around with"
             nouns[0], particle = f"{nouns[0]} {particle.lower()}", ""
         text = " ".join([verb, particle, nouns[0], *extra])
+    text = _DOUBLED.sub(lambda m: m.group(0) if m.group(1).lower() in ("had", "that") else m.group(1), text)
     text = _SLASH.sub(r"\1", text)
     segments = [tokens(s) for s in text.split(",") if s.strip()]
     out: list[str] = []
@@ -206,11 +223,16 @@ def _verb_phrase(toks: list[str]) -> list[str]:
             out.append(low)  # "start mixing the eggs"
             main = low
         elif expect and not (is_adverb(low) and not has_noun(low)):
-            if low in BODY_PARTS and not (
-                is_word(nxt) and has_noun(nxt) and nxt not in PREPOSITIONS | PARTICLES
-            ):
-                out += ["my", tok]
-            elif prev in ("with", "using") and low in MASS_NOUNS or prev == "of" and _of_bare(out, low):
+            compound = is_word(nxt) and has_noun(nxt) and nxt not in PREPOSITIONS | PARTICLES  # "paper towel"
+            sided = low in ("left", "right") and nxt in BODY_PARTS | SIDED_PARTS
+            if low in BODY_PARTS and not compound or sided:
+                out += ["my", tok]  # "dry hands", "stretch right leg"
+            elif (
+                prev in ("with", "using")
+                and low in MASS_NOUNS
+                and not (compound and "ADJ" not in getAllLemmas(nxt))  # "with salt multiple times"
+                or (prev == "of" and _of_bare(out, low))
+            ):  # "with oil", but "with the paper towel"
                 out.append(tok)
             else:
                 out += ["the", tok]

@@ -11,14 +11,17 @@ Tags, as written in the real release: "#C C", "#C c", "#c c", "#c", "#C", "#CC",
 "#unsure" (alone: nothing usable; in the text: an object the annotator could not name); "#Summary" (a summary
 of minutes of video: tag "summary", converted like any narration, so callers that want moment-level text drop
 it by its tag). The text is cleaned the same way for both outputs: doubled words ("the the"), capitalised words
-("C Picks"), spaces before punctuation, "apiece of", "form the" (for "from the").
+("C Picks"), spaces before punctuation, stray punctuation after an article or a preposition ("a ;spoon") and a
+stray "#" ("the # #unsure"), "apiece of", "form the" (for "from the").
 
 "#unsure": after an article or "some" -> "something" with the article dropped ("opens the #unsure" -> "opens
 something"); in front of a noun it is a modifier and goes ("#unsure lid" -> "the lid"); after a noun it marks
 that noun as a guess and goes ("picks a sponge #unsure" -> "picks a sponge"); elsewhere it is "something".
 
 First person (wearer lines): the subject becomes "I" and its verbs (the first, and verbs coordinated with it)
-the base form; "C" elsewhere is "me" ("I" before a verb), "C's" and "the hand of C" are "my"; his/her are the
+the base form (the first even where the lexicon knows its -s form only as a noun: "deeps" -> "deep"); after a
+plural noun, "and" + a word that can be a plural noun or a verb ("plates and cups together") is a noun unless an
+object follows it; "C" elsewhere is "me" ("I" before a verb), "C's" and "the hand of C" are "my"; his/her are the
 wearer's ("my") unless another person was named before them, where they stay, except on a body part after
 "with"/"using" (the wearer's tool); "the hands" is "my hands". Other people's lines keep the third person:
 only the wearer's references become "me"/"my". Letters after a person noun ("man C", "woman X") are names.
@@ -92,6 +95,7 @@ _KEEP_DOUBLED = frozenset({"had", "that"})
 _POSSESSIVES = frozenset({"my", "his", "her", "its", "their", "our", "your"})
 _FIRST_PERSON_BE = {"is": "am", "isn't": "am not", "has": "have", "hasn't": "haven't", "does": "do",
                     "doesn't": "don't"}  # fmt: skip
+_PURE_PARTICLES = frozenset(["up", "down", "out", "away", "back"])
 _VERB_ADVERBS = frozenset(
     ["then", "also", "again", "still", "just", "slowly", "quickly", "carefully", "gently", "first", "now"]
 )
@@ -169,8 +173,8 @@ def _cleaned(toks: list[str]) -> list[str]:
             tok = "the"  # "inside he dust bin"
         elif tok == "A" and out and not _person_at(out + [tok], len(out)):
             tok = "a"  # "passes the cup to A Woman P"
-        elif tok == "," and out and out[-1].lower() in PREPOSITIONS | DETERMINERS:
-            continue  # "talks to ,man X"
+        elif tok in ",;:#" and (tok == "#" or out and out[-1].lower() in PREPOSITIONS | DETERMINERS):
+            continue  # "talks to ,man X", "picks a ;spoon", a stray "#" ("picks up the # #unsure")
         out.append(tok)
     return out
 
@@ -324,15 +328,23 @@ def is_tagged(text: str) -> bool:
     return bool(_TAGGED.match(text))
 
 
-def agree_with_i(word: str) -> str:
-    """A verb whose subject became "I": "picks" -> "pick", "is" -> "am", "has" -> "have"; other forms kept."""
+def agree_with_i(word: str, *, verb: bool = False) -> str:
+    """A verb whose subject became "I": "picks" -> "pick", "is" -> "am", "has" -> "have"; other forms kept.
+    `verb`: the word is known to be the verb (the first after the subject), so an -s word the lexicon knows
+    only as a noun is a misspelt verb too ("deeps" -> "deep")."""
     low = word.lower()
     if low in _FIRST_PERSON_BE:
         return _FIRST_PERSON_BE[low]
     tags = verb_tags(low)
     if "VBZ" in tags and "VB" not in tags:
         return base_form(low)
-    if not tags and low.isalpha() and low.endswith("s") and not low.endswith("ss") and not has_noun(low):
+    if (
+        not tags
+        and low.isalpha()
+        and low.endswith("s")
+        and not low.endswith("ss")
+        and (verb or not has_noun(low))
+    ):
         return getLemma(low, upos="VERB")[0]  # an unknown verb: "scoops", "deseeds"
     return word if word == "I" else low if tags else word
 
@@ -341,7 +353,7 @@ def _agree(toks: list[str], v: int) -> None:
     """The verb at `v` and the verbs coordinated with it ("picks a cup and puts it down") agree with "I"."""
     if v >= len(toks) or not is_word(toks[v]):
         return
-    toks[v] = agree_with_i(toks[v])
+    toks[v] = agree_with_i(toks[v], verb=True)
     for j in range(v + 1, len(toks) - 1):
         if toks[j].lower() not in ("and", "or", "then", ","):
             continue
@@ -360,10 +372,13 @@ def _coordinated_verb(toks: list[str], k: int) -> bool:
     nxt = toks[k + 1].lower() if k + 1 < len(toks) else ""
     if not has_noun(word):
         return True
-    if nxt in DETERMINERS | PRONOUN_OBJECTS | PARTICLES | _POSSESSIVES | {"c", "something"}:
-        return True
     before = toks[k - 2].lower() if k >= 2 else ""
     plural_list = before.endswith("s") and has_noun(before)  # "cups and plates from the table"
+    if plural_list and nxt in PARTICLES | PREPOSITIONS:  # "moves the plates and cups together / in the sink"
+        after = toks[k + 2].lower() if k + 2 < len(toks) else ""  # "and puts down the sponge": a verb
+        return nxt in _PURE_PARTICLES and after in DETERMINERS | _POSSESSIVES or word in ("turns", "switches")
+    if nxt in DETERMINERS | PRONOUN_OBJECTS | PARTICLES | _POSSESSIVES | {"c", "something"}:
+        return True
     return nxt in PREPOSITIONS and not plural_list
 
 
