@@ -33,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.clips import ClipFormat
-from pipeline.core.inputs import InputError, check_out, check_root
+from pipeline.core.inputs import InputError, check_inputs_and_out
 from pipeline.core.session import OutLocked, build_session
 from pipeline.core.writer import read_json, write_json
 
@@ -135,11 +135,7 @@ def split_lines(splits: dict, *fields: str) -> list[str]:
 def check_build_inputs(builder: Builder, cfg) -> None:
     """Everything a build cannot go without, before any work: OUT usable (not a file, writable or
     creatable), every input root present, the builder's own checks; OUT is created last."""
-    check_out(cfg.out, create=False)
-    for what, path in builder.inputs(cfg):
-        check_root(what, path)
-    builder.check_inputs(cfg)
-    check_out(cfg.out, create=True)
+    check_inputs_and_out(cfg.out, builder.inputs(cfg), lambda: builder.check_inputs(cfg))
 
 
 def run(builder: Builder, cfg, beam_args: list[str] | None = None, *, checked: bool = False) -> dict:

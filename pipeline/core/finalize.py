@@ -127,10 +127,7 @@ def finalize_shards(
 
     all_failures = list(failures) + [f for s in shard_stats for f in s["failures"]]
     all_failures.sort(key=failure_sort_key)
-    write_bytes(
-        join(out, "errors.jsonl"),
-        "".join(json.dumps(f, sort_keys=True, ensure_ascii=False) + "\n" for f in all_failures).encode(),
-    )
+    write_failures(out, all_failures)
 
     by_split: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for s in shard_stats:
@@ -139,6 +136,12 @@ def finalize_shards(
         index = shards.wids_index(entries, f"{prefix}-{split}")
         write_bytes(join(out, f"{prefix}-{split}.wids.json"), json.dumps(index, indent=1).encode())
     return manifest, shard_stats, all_failures, len(stale)
+
+
+def write_failures(out: str, failures: list[dict]) -> None:
+    """OUT/errors.jsonl: one sorted-key JSON line per failure, in the order given (builds and validations)."""
+    lines = "".join(json.dumps(f, sort_keys=True, ensure_ascii=False) + "\n" for f in failures)
+    write_bytes(join(out, "errors.jsonl"), lines.encode())
 
 
 def finalize_dataset(

@@ -148,3 +148,14 @@ def check_out(out: str, create: bool = True) -> None:
         raise InputError(f"--out {out}: {one_line(err)}") from None
     except ValueError as err:  # e.g. an embedded NUL byte
         raise InputError(f"--out {out!r}: invalid path ({one_line(err)})") from None
+
+
+def check_inputs_and_out(out: str, roots, check) -> None:
+    """Everything a run cannot go without, before any work: OUT usable (not a file, writable or creatable),
+    every (what, path) of `roots` present, then `check()` (the builder's own, InputError); OUT is created
+    last. A build checks its inputs and videos, a validation its annotation inputs only."""
+    check_out(out, create=False)
+    for what, path in roots:
+        check_root(what, path)
+    check()
+    check_out(out, create=True)

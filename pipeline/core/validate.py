@@ -22,7 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pipeline.core.inputs import check_out, check_root
+from pipeline.core.finalize import write_failures
+from pipeline.core.inputs import check_inputs_and_out
 from pipeline.core.writer import join, write_bytes
 
 VALIDATE_FILE = "validate.json"
@@ -36,19 +37,10 @@ class NotARow:
         self.failure = failure
 
 
-def accept_all(path: str) -> bool:
-    """An `exists` that finds every candidate (readers that need a callable): nothing is looked at."""
-    return True
-
-
 def check_validate_inputs(builder, cfg) -> None:
     """What a validation cannot go without: OUT usable, every annotation input present, the builder's checks
     of its annotation files (InputError, one line); no video root is checked. OUT is created last."""
-    check_out(cfg.out, create=False)
-    for what, path in builder.validate_inputs(cfg):
-        check_root(what, path)
-    builder.validate_checks(cfg)
-    check_out(cfg.out, create=True)
+    check_inputs_and_out(cfg.out, builder.validate_inputs(cfg), lambda: builder.validate_checks(cfg))
 
 
 def validate(builder, cfg) -> dict[str, dict]:
@@ -75,8 +67,7 @@ def validate(builder, cfg) -> dict[str, dict]:
         if other:
             d["other_failures"] = dict(sorted(other.items()))
     failures.sort(key=lambda f: f.sort_key())
-    lines = "".join(json.dumps(f.to_dict(), sort_keys=True, ensure_ascii=False) + "\n" for f in failures)
-    write_bytes(join(cfg.out, "errors.jsonl"), lines.encode())
+    write_failures(cfg.out, [f.to_dict() for f in failures])
     write_bytes(join(cfg.out, VALIDATE_FILE), json.dumps(report, indent=1, ensure_ascii=False).encode())
     return report
 

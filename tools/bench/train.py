@@ -37,7 +37,9 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel, MistralConfig, MistralForCausalLM
 
 from exo2ego_model.config import ModelConfig, load_run_config
+from exo2ego_model.memory import enable_checkpointing
 from exo2ego_model.model import Exo2EgoModel, apply_stage
+from exo2ego_model.optim import build_optimizer
 from exo2ego_model.prompt import VIDEO_TOKEN_INDEX
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0, "4090": 165.0}
@@ -231,10 +233,9 @@ def bench_stage(args, stage, device) -> dict:
     torch.manual_seed(0)
     model = build(args, cfg, device)
     apply_stage(model, stage)
-    if args.activation_checkpointing:
-        model.llm.gradient_checkpointing_enable()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda")
+    if args.activation_checkpointing:  # what train.py switches on: the LLM's layers, each trained tower's
+        enable_checkpointing(model)
+    opt = build_optimizer(model, stage, fused=device.type == "cuda")  # train.py's groups
     batch = synthetic_batch(args, stage.data_kind, device)
     visual_input = stage.visual_input or None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -268,7 +269,7 @@ def bench_stage(args, stage, device) -> dict:
         "image_size": args.image_size,
         "llm_params": sum(p.numel() for p in model.llm.parameters()),
         "vision_params_per_tower": sum(p.numel() for p in model.ego_tower.parameters()),
-        "trainable_params": sum(p.numel() for p in params),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "visual_tokens": video // args.micro_batch,
         "samples_per_s": sig(samples_s),
         "video_tokens_per_s": sig(video * steps_s),
